@@ -1,0 +1,50 @@
+"""The few-lines Python API: load a model, explain texts, list methods."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .explainers import REGISTRY, make_explainer
+from .explanation import Explanation
+from .model import ModelAdapter
+
+__all__ = ["explain", "load", "methods"]
+
+DEMO = "demo"
+
+
+def load(path: str | Path, *, device: str = "cpu", max_length: int | None = None) -> ModelAdapter:
+    """Load a local sequence-classification model folder, or ``"demo"`` for the demo model.
+
+    ``"demo"`` builds (first time only, a few minutes) and caches the sentiment model
+    described in the README.
+    """
+    if str(path) == DEMO:
+        from .demo.build import build_sentiment_model
+
+        path = build_sentiment_model().path
+    return ModelAdapter.from_pretrained(path, device=device, max_length=max_length)
+
+
+def explain(
+    model: ModelAdapter,
+    texts: Sequence[str] | str,
+    method: str = "integrated_gradients",
+    *,
+    target: int | str | None = None,
+    **params: Any,
+) -> list[Explanation]:
+    """Explain ``texts`` with ``method``; ``params`` are the method's keyword parameters.
+
+    A single string is accepted as a one-text batch. Returns one
+    :class:`~textlens.Explanation` per text, in order.
+    """
+    batch = [texts] if isinstance(texts, str) else list(texts)
+    return make_explainer(method, model, **params).explain(batch, target=target)
+
+
+def methods() -> dict[str, str]:
+    """Registered method names with a one-line description."""
+    return {name: cls.description for name, cls in REGISTRY.items()}

@@ -1,0 +1,115 @@
+"""Attention-based scores: raw attention from [CLS] and attention rollout.
+
+Both ignore the target class: attention is computed before the classifier head, so the
+scores are the same for every class (their ``quality`` says so).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._validation import InstanceOf, Options
+from ..errors import InvalidParameterError
+from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter
+from .base import Explainer, Scores
+
+__all__ = ["Attention", "AttentionRollout"]
+
+_TARGET_INDEPENDENT = {"target_independent": True}
+
+
+def _attentions(model: ModelAdapter, batch: Encoding) -> torch.Tensor:
+    """Attention weights ``[layers, batch, heads, len, len]``."""
+    with torch.no_grad():
+        out = model.forward(batch, output_attentions=True)
+    if not out.attentions or out.attentions[0] is None:
+        raise InvalidParameterError(
+            f"The model {model.model_id} returned no attention weights; load it with "
+            "attn_implementation='eager'."
+        )
+    return torch.stack([a.float() for a in out.attentions])
+
+
+def _check_index(owner: str, name: str, value: int | str, size: int) -> None:
+    if isinstance(value, int) and not -size <= value < size:
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {owner} must be 'mean' or an int in "
+            f"[{-size}, {size - 1}] for this model ({size} {name}s). Got {value}."
+        )
+
+
+class Attention(Explainer):
+    """Attention paid by the [CLS] position (position 0) to each token.
+
+    Parameters
+    ----------
+    layer : int or 'mean'
+        Which layer (0-based; negative counts from the top; default the last), or the
+        mean over layers.
+    head : int or 'mean'
+        Which head, or the mean over heads (default).
+
+    Jain & Wallace 2019 discuss what attention does and does not explain,
+    https://arxiv.org/abs/1902.10186.
+    """
+
+    name = "attention"
+    description = "Attention from [CLS] to each token, for one layer/head or the mean."
+    reference = "https://arxiv.org/abs/1902.10186"
+    parameter_constraints = {
+        "layer": [InstanceOf(int, "an int"), Options(("mean",))],
+        "head": [InstanceOf(int, "an int"), Options(("mean",))],
+    }
+
+    def __init__(
+        self,
+        model: ModelAdapter,
+        *,
+        layer: int | str = -1,
+        head: int | str = "mean",
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    ):
+        super().__init__(model, max_batch_tokens=max_batch_tokens)
+        self.layer = layer
+        self.head = head
+        self._validate()
+        config = model.model.config
+        _check_index(type(self).__name__, "layer", layer, model.num_layers)
+        _check_index(type(self).__name__, "head", head, int(config.num_attention_heads))
+
+    def _score(self, batch: Encoding, targets: torch.Tensor) -> list[Scores]:
+        att = _attentions(self.model, batch)[:, :, :, 0, :]  # [layers, batch, heads, keys]
+        att = att.mean(0) if self.layer == "mean" else att[self.layer]
+        att = att.mean(1) if self.head == "mean" else att[:, self.head]
+        scores = att.cpu().numpy()
+        return [Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)]
+
+
+class AttentionRollout(Explainer):
+    """Attention rollout: attention multiplied through the layers, with the residual path.
+
+    Each layer's head-averaged attention ``A`` becomes ``0.5 A + 0.5 I`` (the residual
+    connection), rows renormalised; the product over layers gives how much the [CLS]
+    position at the top draws from each input token. Abnar & Zuidema 2020,
+    https://arxiv.org/abs/2005.00928.
+    """
+
+    name = "attention_rollout"
+    description = "Attention rollout (Abnar & Zuidema 2020): residual-aware attention through all layers."
+    reference = "https://arxiv.org/abs/2005.00928"
+    parameter_constraints: dict = {}
+
+    def __init__(self, model: ModelAdapter, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+        super().__init__(model, max_batch_tokens=max_batch_tokens)
+        self._validate()
+
+    def _score(self, batch: Encoding, targets: torch.Tensor) -> list[Scores]:
+        att = _attentions(self.model, batch).mean(2)  # [layers, batch, len, len]
+        eye = torch.eye(att.shape[-1], device=att.device)
+        rollout = eye.expand_as(att[0]).clone()
+        for layer_att in att:
+            mixed = 0.5 * layer_att + 0.5 * eye
+            mixed = mixed / mixed.sum(-1, keepdim=True)
+            rollout = mixed @ rollout
+        scores = rollout[:, 0, :].cpu().numpy()
+        return [Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)]

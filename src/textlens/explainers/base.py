@@ -1,0 +1,146 @@
+"""The shared explain() loop: batching, target resolution and result building live here once.
+
+A method subclasses :class:`Explainer`, declares its parameters and their constraints,
+and writes only its scoring step, ``_score(batch, targets) -> list[Scores]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .._validation import Constraint, Interval, check_params
+from ..explanation import Explanation
+from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter
+
+__all__ = ["Explainer", "Scores"]
+
+Target = int | str | None
+
+
+@dataclass
+class Scores:
+    """What a method's scoring step returns for one text."""
+
+    values: np.ndarray
+    quality: dict[str, Any] = field(default_factory=dict)
+    uncertainty: np.ndarray | None = None
+
+
+class Explainer:
+    """Base class of every explanation method.
+
+    Parameters
+    ----------
+    model : ModelAdapter
+        The model to explain (see :func:`textlens.load`).
+    max_batch_tokens : int
+        Upper bound on ``rows x padded length`` of any batch sent through the model;
+        this is what bounds memory, whatever the number of texts or steps.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "max_batch_tokens": [Interval(int, 1, None)],
+    }
+
+    def __init__(self, model: ModelAdapter, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+        self.model = model
+        self.max_batch_tokens = max_batch_tokens
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _all_constraints(cls) -> dict[str, list[Constraint]]:
+        merged: dict[str, list[Constraint]] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(getattr(klass, "parameter_constraints", {}))
+        return merged
+
+    def _validate(self) -> None:
+        """Check every declared parameter; call at the end of ``__init__``."""
+        constraints = self._all_constraints()
+        check_params(type(self).__name__, {k: getattr(self, k) for k in constraints}, constraints)
+
+    def get_params(self) -> dict[str, Any]:
+        """The method's parameters (recorded in every explanation)."""
+        return {k: getattr(self, k) for k in self._all_constraints() if k != "max_batch_tokens"}
+
+    # ------------------------------------------------------------------ the verb
+    def explain(self, texts: Sequence[str], target: Target = None) -> list[Explanation]:
+        """Explain ``texts`` (a list of strings) for ``target``.
+
+        Parameters
+        ----------
+        texts : list of str
+            The texts; batched internally under ``max_batch_tokens``.
+        target : int, str or None
+            Class index or label name to explain; None explains each text's predicted class.
+
+        Returns
+        -------
+        list of Explanation
+            One per text, in input order.
+        """
+        if target is not None:
+            self.model.resolve_target(target, default=0)  # fail before any model call
+        encoding = self.model.encode(texts)
+        return self.explain_encoding(encoding, target)
+
+    def explain_encoding(self, encoding: Encoding, target: Target = None) -> list[Explanation]:
+        """Like :meth:`explain`, on texts already encoded by the model adapter."""
+        probabilities = self.model.predict_proba(encoding, max_batch_tokens=self.max_batch_tokens)
+        targets = [self.model.resolve_target(target, int(p.argmax())) for p in probabilities]
+        scores = self._score_encoding(encoding, targets)
+        return [self._build(encoding, i, targets[i], probabilities[i], s) for i, s in enumerate(scores)]
+
+    def _score_encoding(self, encoding: Encoding, targets: list[int]) -> list[Scores]:
+        """Score every text; the default packs texts into batches under the token budget."""
+        results: list[Scores | None] = [None] * len(encoding)
+        for indices, batch in self.model.iter_batches(encoding, self.max_batch_tokens):
+            batch_targets = torch.tensor([targets[i] for i in indices], dtype=torch.long)
+            for i, scores in zip(indices, self._score(batch, batch_targets), strict=True):
+                results[i] = scores
+        return [r for r in results if r is not None]
+
+    def _score(self, batch: Encoding, targets: torch.Tensor) -> list[Scores]:
+        """Return one :class:`Scores` per text of ``batch`` (unpadded length)."""
+        raise NotImplementedError
+
+    def _build(
+        self, encoding: Encoding, i: int, target: int, probabilities: np.ndarray, scores: Scores
+    ) -> Explanation:
+        n = encoding.lengths[i]
+        values = np.asarray(scores.values, dtype=np.float64)[:n]
+        uncertainty = scores.uncertainty
+        return Explanation(
+            text=encoding.texts[i],
+            tokens=tuple(encoding.tokens[i]),
+            offsets=tuple(encoding.offsets[i]),
+            special=tuple(encoding.special[i]),
+            word_ids=tuple(encoding.word_ids[i]),
+            scores=tuple(float(v) for v in values),
+            method=self.name,
+            params=self.get_params(),
+            target=target,
+            labels=tuple(self.model.labels),
+            probabilities=tuple(float(p) for p in probabilities),
+            model_id=self.model.model_id,
+            quality=dict(scores.quality),
+            truncated_tokens=encoding.truncated[i],
+            uncertainty=None if uncertainty is None else tuple(float(u) for u in uncertainty[:n]),
+        )
+
+
+def target_output(logits: torch.Tensor, targets: torch.Tensor, output: str) -> torch.Tensor:
+    """The explained scalar per row: the target's logit or its probability."""
+    if output == "probability":
+        values = torch.softmax(logits, dim=-1)
+    else:
+        values = logits
+    return values.gather(1, targets.view(-1, 1).to(values.device)).squeeze(1)

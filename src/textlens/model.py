@@ -1,0 +1,456 @@
+"""The model adapter: the only module that touches the transformers API.
+
+It loads a local sequence-classification model (or wraps one already in memory),
+encodes texts with character offsets and word ids, and runs the model on token ids or
+on word embeddings, returning logits, attentions or hidden states. Explainers see the
+model only through :class:`ModelAdapter`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import (
+    ExplanationError,
+    InvalidInputError,
+    InvalidTargetError,
+    ModelLoadError,
+    TruncationWarning,
+)
+
+__all__ = ["Encoding", "ModelAdapter", "load_model", "pack_batches"]
+
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spm.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+_SANE_MAX_LENGTH = 100_000
+DEFAULT_MAX_BATCH_TOKENS = 8192
+
+
+@dataclass
+class Encoding:
+    """Texts tokenized for the model, padded on the right.
+
+    Attributes
+    ----------
+    texts : list of str
+    input_ids, attention_mask : torch.Tensor
+        ``[batch, max_len]``; padding is on the right.
+    model_inputs : dict
+        Other tensors the model takes (e.g. ``token_type_ids``), same shape.
+    tokens, offsets, special, word_ids : list of list
+        Per text, per (unpadded) token.
+    truncated : list of int
+        Tokens dropped from each text by truncation.
+    """
+
+    texts: list[str]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    model_inputs: dict[str, torch.Tensor]
+    tokens: list[list[str]]
+    offsets: list[list[tuple[int, int]]]
+    special: list[list[bool]]
+    word_ids: list[list[int | None]]
+    truncated: list[int] = field(default_factory=list)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Number of real (unpadded) tokens of each text."""
+        return [len(t) for t in self.tokens]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def select(self, indices: Sequence[int]) -> Encoding:
+        """The sub-batch ``indices``, re-padded to its own longest text."""
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        width = max(self.lengths[i] for i in indices) if len(indices) else 0
+        return Encoding(
+            texts=[self.texts[i] for i in indices],
+            input_ids=self.input_ids[index, :width],
+            attention_mask=self.attention_mask[index, :width],
+            model_inputs={k: v[index, :width] for k, v in self.model_inputs.items()},
+            tokens=[self.tokens[i] for i in indices],
+            offsets=[self.offsets[i] for i in indices],
+            special=[self.special[i] for i in indices],
+            word_ids=[self.word_ids[i] for i in indices],
+            truncated=[self.truncated[i] for i in indices],
+        )
+
+    def special_mask(self) -> torch.Tensor:
+        """Bool ``[batch, max_len]``: True at special tokens (padding excluded)."""
+        mask = torch.zeros_like(self.attention_mask, dtype=torch.bool)
+        for row, flags in enumerate(self.special):
+            mask[row, : len(flags)] = torch.tensor(flags, dtype=torch.bool)
+        return mask
+
+
+def pack_batches(lengths: Sequence[int], max_batch_tokens: int, rows_per_item: int = 1) -> list[list[int]]:
+    """Group item indices into batches whose padded size stays under a token budget.
+
+    Items are sorted by length (longest first) so each batch pads little. A batch costs
+    ``rows_per_item * len(batch) * longest`` tokens; an item too long for the budget on
+    its own still gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[current[0]] if current else lengths[i]
+        if current and rows_per_item * (len(current) + 1) * longest > max_batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class ModelAdapter:
+    """A sequence classifier and its tokenizer, seen the way explainers need them.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        Any ``*ForSequenceClassification`` model.
+    tokenizer : transformers.PreTrainedTokenizerFast
+        A fast tokenizer (character offsets are needed).
+    model_id : str
+        A name recorded in every explanation.
+    device : str
+        'cpu' (default), 'cuda', 'cuda:N' or 'auto' (CUDA when available).
+    max_length : int, optional
+        Longest input in tokens; defaults to what the model and tokenizer accept.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str = "in-memory",
+        device: str = "cpu",
+        max_length: int | None = None,
+    ) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ModelLoadError(
+                f"textlens needs a fast tokenizer (with character offsets) for {model_id!r}; "
+                "got a slow one. Save the model folder with a tokenizer.json "
+                "(AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(folder))."
+            )
+        self.device = _resolve_device(device)
+        self.model = model.to(self.device).eval()
+        if hasattr(self.model, "set_attn_implementation"):
+            # SDPA returns no attention weights; eager does (needed by attention methods).
+            self.model.set_attn_implementation("eager")
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.max_length = max_length or _default_max_length(model.config, tokenizer)
+        self.labels = _labels(model.config)
+        self._input_names = [
+            n for n in tokenizer.model_input_names if n not in ("input_ids", "attention_mask")
+        ]
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, device: str = "cpu", max_length: int | None = None
+    ) -> ModelAdapter:
+        """Load a model folder saved with ``save_pretrained`` (never touches a hub)."""
+        folder = _check_model_folder(path)
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except Exception as exc:  # transformers raises many kinds here
+            raise ModelLoadError(
+                f"Could not load the tokenizer from {folder}: {exc}. The folder needs the "
+                "tokenizer files written by tokenizer.save_pretrained(folder)."
+            ) from exc
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(folder), local_files_only=True, attn_implementation="eager"
+            )
+        except Exception as exc:
+            raise ModelLoadError(
+                f"Could not load a sequence-classification model from {folder}: {exc}"
+            ) from exc
+        return cls(model, tokenizer, model_id=str(folder), device=device, max_length=max_length)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else 0)
+
+    @property
+    def mask_token_id(self) -> int:
+        mask = self.tokenizer.mask_token_id
+        if mask is None:
+            raise InvalidInputError(
+                f"The tokenizer of {self.model_id} has no mask token; use baseline='pad' "
+                "or masking='pad' instead."
+            )
+        return int(mask)
+
+    def resolve_target(self, target: int | str | None, default: int) -> int:
+        """A class index from an index, a label name or None (then ``default``)."""
+        if target is None:
+            return default
+        if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+            if 0 <= int(target) < self.num_labels:
+                return int(target)
+        elif isinstance(target, str):
+            if target in self.labels:
+                return self.labels.index(target)
+            if target.lstrip("-").isdigit() and 0 <= int(target) < self.num_labels:
+                return int(target)
+        valid = ", ".join(f"{i}={name!r}" for i, name in enumerate(self.labels))
+        raise InvalidTargetError(
+            f"Unknown target {target!r} for model {self.model_id}. Use a label name or an "
+            f"index: {valid}."
+        )
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, texts: Sequence[str]) -> Encoding:
+        """Tokenize ``texts`` with offsets; texts over ``max_length`` are truncated with a warning."""
+        texts = check_texts(texts)
+        rows = [self._encode_one(i, text) for i, text in enumerate(texts)]
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        extra = {name: torch.zeros((len(rows), width), dtype=torch.long) for name in self._input_names}
+        for i, row in enumerate(rows):
+            n = len(row["input_ids"])
+            ids[i, :n] = torch.tensor(row["input_ids"])
+            mask[i, :n] = 1
+            for name in self._input_names:
+                extra[name][i, :n] = torch.tensor(row[name])
+        return Encoding(
+            texts=list(texts),
+            input_ids=ids,
+            attention_mask=mask,
+            model_inputs=extra,
+            tokens=[r["tokens"] for r in rows],
+            offsets=[r["offsets"] for r in rows],
+            special=[r["special"] for r in rows],
+            word_ids=[r["word_ids"] for r in rows],
+            truncated=[r["truncated"] for r in rows],
+        )
+
+    def _encode_one(self, index: int, text: str) -> dict[str, Any]:
+        full = self._tokenize(text, truncate=False)
+        dropped = len(full["input_ids"]) - self.max_length
+        if dropped <= 0:
+            full["truncated"] = 0
+            return full
+        warnings.warn(
+            f"Text {index} has {len(full['input_ids'])} tokens but {self.model_id} accepts at "
+            f"most {self.max_length}: the last {dropped} tokens were dropped and are not "
+            "explained. Split long texts to explain all of them.",
+            TruncationWarning,
+            stacklevel=3,
+        )
+        cut = self._tokenize(text, truncate=True)
+        cut["truncated"] = dropped
+        return cut
+
+    def _tokenize(self, text: str, *, truncate: bool) -> dict[str, Any]:
+        enc = self.tokenizer(
+            text,
+            truncation=truncate,
+            max_length=self.max_length if truncate else None,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
+        row = {
+            "input_ids": list(enc["input_ids"]),
+            "tokens": self.tokenizer.convert_ids_to_tokens(enc["input_ids"]),
+            "offsets": [(int(a), int(b)) for a, b in enc["offset_mapping"]],
+            "special": [bool(s) for s in enc["special_tokens_mask"]],
+            "word_ids": list(enc.word_ids()),
+        }
+        for name in self._input_names:
+            row[name] = list(enc[name])
+        row["word_ids"] = [None if s else w for s, w in zip(row["special"], row["word_ids"], strict=True)]
+        row["offsets"] = [(0, 0) if s else o for s, o in zip(row["special"], row["offsets"], strict=True)]
+        return row
+
+    # ------------------------------------------------------------------ running the model
+    def word_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The word (token) embeddings of ``input_ids``; position/segment embeddings are added by the model."""
+        return self.model.get_input_embeddings()(input_ids.to(self.device))
+
+    @property
+    def embedding_matrix(self) -> torch.Tensor:
+        """The word-embedding weight matrix ``[vocab, dim]``."""
+        return self.model.get_input_embeddings().weight
+
+    def forward(
+        self,
+        batch: Encoding,
+        *,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        repeat: int = 1,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> Any:
+        """Run the model on ``batch``, optionally on replaced ids or word embeddings.
+
+        ``repeat`` > 1 repeats every row of the batch's masks (row-major: text 0 ``repeat``
+        times, then text 1...) to match an ``inputs_embeds`` of ``repeat * len(batch)`` rows.
+        """
+        mask = batch.attention_mask
+        extra = batch.model_inputs
+        if repeat > 1:
+            mask = mask.repeat_interleave(repeat, dim=0)
+            extra = {k: v.repeat_interleave(repeat, dim=0) for k, v in extra.items()}
+        kwargs: dict[str, Any] = {k: v.to(self.device) for k, v in extra.items()}
+        kwargs["attention_mask"] = mask.to(self.device)
+        if inputs_embeds is not None:
+            kwargs["inputs_embeds"] = inputs_embeds
+        else:
+            ids = batch.input_ids if input_ids is None else input_ids
+            kwargs["input_ids"] = ids.to(self.device)
+        try:
+            return self.model(
+                **kwargs,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+            )
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ExplanationError(
+                f"The model {self.model_id} failed on a batch of {len(batch)} texts "
+                f"(longest {max(batch.lengths)} tokens): {exc}"
+            ) from exc
+
+    def logits(self, batch: Encoding, **kwargs: Any) -> torch.Tensor:
+        """Logits ``[rows, num_labels]``."""
+        return self.forward(batch, **kwargs).logits
+
+    def predict_proba(
+        self, encoding: Encoding, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    ) -> np.ndarray:
+        """Class probabilities ``[len(encoding), num_labels]``, batched under a token budget."""
+        out = np.zeros((len(encoding), self.num_labels))
+        with torch.no_grad():
+            for indices in pack_batches(encoding.lengths, max_batch_tokens):
+                logits = self.logits(encoding.select(indices))
+                out[indices] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return out
+
+    def iter_batches(
+        self, encoding: Encoding, max_batch_tokens: int, rows_per_item: int = 1
+    ) -> Iterator[tuple[list[int], Encoding]]:
+        """Yield ``(indices, sub_batch)`` packed under a token budget."""
+        for indices in pack_batches(encoding.lengths, max_batch_tokens, rows_per_item):
+            yield indices, encoding.select(indices)
+
+
+def check_texts(texts: Sequence[str] | str) -> list[str]:
+    """Validate a batch of texts: a non-empty list of non-blank strings."""
+    if isinstance(texts, str):
+        raise InvalidInputError(
+            "Expected a list of texts, got a single string. Wrap it in a list: [text]."
+        )
+    texts = list(texts)
+    if not texts:
+        raise InvalidInputError("No texts were given; pass at least one text.")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"Text {i} is a {type(text).__name__}, not a string.")
+        if not text.strip():
+            raise InvalidInputError(
+                f"Text {i} is empty or only whitespace; there is nothing to explain. "
+                "Remove it or give some words."
+            )
+    return texts
+
+
+def load_model(path: str | Path, *, device: str = "cpu", max_length: int | None = None) -> ModelAdapter:
+    """Load a local model folder; see :meth:`ModelAdapter.from_pretrained`."""
+    return ModelAdapter.from_pretrained(path, device=device, max_length=max_length)
+
+
+def _check_model_folder(path: str | Path) -> Path:
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise ModelLoadError(
+            f"Model folder {folder} does not exist. Give the path of a folder written by "
+            "model.save_pretrained() and tokenizer.save_pretrained(), or 'demo'."
+        )
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder} is a file; give the folder that contains config.json.")
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
+        missing.append("weights (model.safetensors or pytorch_model.bin)")
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        missing.append("tokenizer files (tokenizer.json or vocab)")
+    if missing:
+        raise ModelLoadError(
+            f"Model folder {folder} is missing {', '.join(missing)}. Save the model and its "
+            "tokenizer there with save_pretrained()."
+        )
+    return folder
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"Device {device!r} was asked for but CUDA is not available; use 'cpu'.")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"Unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from exc
+
+
+def _default_max_length(config: Any, tokenizer: Any) -> int:
+    candidates = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        # RoBERTa-style models reserve padding_idx + 1 positions.
+        offset = 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        candidates.append(int(positions) - offset)
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if tok_max and tok_max < _SANE_MAX_LENGTH:
+        candidates.append(int(tok_max))
+    return min(candidates) if candidates else 512
+
+
+def _labels(config: Any) -> list[str]:
+    n = int(config.num_labels)
+    id2label = getattr(config, "id2label", None) or {}
+    return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
