@@ -8,6 +8,7 @@ model only through :class:`ModelAdapter`.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -179,6 +180,11 @@ class ModelAdapter:
     ) -> ModelAdapter:
         """Load a model folder saved with ``save_pretrained`` (never touches a hub)."""
         folder = _check_model_folder(path)
+        with _quiet_transformers():
+            return cls._load(folder, device=device, max_length=max_length)
+
+    @classmethod
+    def _load(cls, folder: Path, *, device: str, max_length: int | None) -> ModelAdapter:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         try:
@@ -424,6 +430,23 @@ def _check_model_folder(path: str | Path) -> Path:
             "tokenizer there with save_pretrained()."
         )
     return folder
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars and info logs while loading."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -62,6 +62,12 @@ class Explainer:
             merged.update(getattr(klass, "parameter_constraints", {}))
         return merged
 
+    @classmethod
+    def check_parameters(cls, **params: Any) -> None:
+        """Validate parameter values without a model (e.g. before a slow model load)."""
+        constraints = {k: v for k, v in cls._all_constraints().items() if k in params}
+        check_params(cls.__name__, params, constraints)
+
     def _validate(self) -> None:
         """Check every declared parameter; call at the end of ``__init__``."""
         constraints = self._all_constraints()

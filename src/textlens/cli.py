@@ -1,0 +1,354 @@
+"""The ``textlens`` command line, built on the public Python API.
+
+Every :class:`~textlens.errors.TextlensError` becomes one clear line on stderr and exit
+code 2; nothing here is imported by the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import InvalidParameterError, TextlensError, TruncationWarning
+
+EXIT_USER_ERROR = 2
+
+# CLI option -> explainer parameter; an option is passed to every chosen method that has it.
+PARAM_OPTIONS: dict[str, str] = {
+    "steps": "n_steps",
+    "rule": "rule",
+    "baseline": "baseline",
+    "target_delta": "target_delta",
+    "max_steps": "max_steps",
+    "explained_output": "output",
+    "layer": "layer",
+    "head": "head",
+    "max_batch_tokens": "max_batch_tokens",
+}
+
+
+# ---------------------------------------------------------------------------- helpers
+def _registry() -> dict[str, Any]:
+    from .explainers import REGISTRY
+
+    return REGISTRY
+
+
+def _method_params(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    accepted = _registry()[method]._all_constraints()
+    return {param: options[opt] for opt, param in PARAM_OPTIONS.items() if options.get(opt) is not None and param in accepted}
+
+
+def _check_options_used(methods: Sequence[str], options: dict[str, Any]) -> None:
+    for opt, param in PARAM_OPTIONS.items():
+        if options.get(opt) is None or opt == "max_batch_tokens":
+            continue
+        if not any(param in _registry()[m]._all_constraints() for m in methods):
+            raise InvalidParameterError(
+                f"--{opt.replace('_', '-')} applies to none of the chosen methods "
+                f"({', '.join(methods)}); drop it or add a method that takes it."
+            )
+
+
+def _resolve_methods(names: Sequence[str] | None, default: Sequence[str]) -> list[str]:
+    from .explainers import get_explainer_class
+
+    chosen = list(names or default)
+    if "all" in chosen:
+        return list(_registry())
+    for name in chosen:
+        get_explainer_class(name)  # raises UnknownMethodError with the list
+    return list(dict.fromkeys(chosen))
+
+
+def _layer_value(text: str) -> int | str:
+    if text == "mean":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int or 'mean', got {text!r}") from None
+
+
+def _load_model(spec: str, device: str, progress: bool = True) -> Any:
+    from . import api
+
+    if spec == api.DEMO:
+        from .demo.build import build_sentiment_model
+
+        info = build_sentiment_model(progress=progress)
+        return api.load(info.path, device=device)
+    return api.load(spec, device=device)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------- output
+def _colored(units: Sequence[str], scores: Sequence[float], color: bool) -> str:
+    from .report import score_color
+
+    scale = max((abs(s) for s in scores), default=0.0)
+    signed = any(s < 0 for s in scores)
+    parts = []
+    for unit, score in zip(units, scores, strict=True):
+        if color:
+            rgb = score_color(score, scale, signed)[4:-1].split(",")
+            parts.append(f"\x1b[48;2;{rgb[0]};{rgb[1]};{rgb[2]}m\x1b[38;2;0;0;0m{unit}\x1b[0m")
+        else:
+            parts.append(f"{unit}[{score:+.3g}]")
+    return " ".join(parts)
+
+
+def _text_report(explanations: Sequence[Any], level: str, out: TextIO, color: bool) -> None:
+    first = explanations[0]
+    probs = ", ".join(f"{label} {p:.3f}" for label, p in zip(first.labels, first.probabilities, strict=True))
+    out.write(f"{first.text}\n  prediction: {first.predicted_label} ({probs})\n")
+    for e in explanations:
+        units, scores = e.aggregate(level)
+        if level == "word":
+            units = tuple(units)
+        extra = ""
+        if e.delta is not None:
+            rel = e.quality.get("relative_delta")
+            extra = f"  [delta {e.delta:+.2g}" + (f", {100 * rel:.2g}% of |f(x)-f(baseline)|" if rel is not None else "") + "]"
+        top = ", ".join(f"{u} {s:+.3g}" for u, s in e.top(3, level))
+        out.write(f"  {e.method} -> {e.target_label}{extra}\n    {_colored(units, scores, color)}\n    top: {top}\n")
+    out.write("\n")
+
+
+def _json_record(explanations: Sequence[Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    first = explanations[0]
+    record: dict[str, Any] = {
+        "text": first.text,
+        "prediction": {
+            "label": first.predicted_label,
+            "probabilities": dict(zip(first.labels, first.probabilities, strict=True)),
+        },
+    }
+    if extra:
+        record.update(extra)
+    record["explanations"] = [e.to_dict() for e in explanations]
+    return record
+
+
+def _explain_all(model: Any, texts: list[str], methods: Sequence[str], options: dict[str, Any], target: Any) -> list[list[Any]]:
+    """Explanations of ``texts`` by every method: result[i] lists text i's explanations."""
+    from .explainers import make_explainer
+
+    per_text: list[list[Any]] = [[] for _ in texts]
+    encoding = model.encode(texts)
+    for method in methods:
+        explainer = make_explainer(method, model, **_method_params(method, options))
+        if target is not None:
+            model.resolve_target(target, default=0)
+        for i, e in enumerate(explainer.explain_encoding(encoding, target)):
+            per_text[i].append(e)
+    return per_text
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_methods(args: argparse.Namespace) -> int:
+    registry = _registry()
+    width = max(len(n) for n in registry)
+    for name, cls in registry.items():
+        print(f"{name.ljust(width)}  {cls.description}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    options = vars(args)
+    methods = _resolve_methods(args.method, ["integrated_gradients"])
+    _check_options_used(methods, options)
+    if bool(args.text) == bool(args.input):
+        raise InvalidParameterError("Give texts to explain, or --input FILE (not both).")
+    if args.input and not args.output:
+        raise InvalidParameterError("--input needs --output FILE for the JSONL results.")
+    for method in methods:  # bad parameters fail before the (possibly slow) model load
+        _registry()[method].check_parameters(**_method_params(method, options))
+    model = _load_model(args.model, args.device)
+    if args.input:
+        return _explain_file(model, methods, options, args)
+    texts = list(args.text)
+    per_text = _explain_all(model, texts, methods, options, args.target)
+    if args.format == "json":
+        for group in per_text:
+            print(json.dumps(_json_record(group), ensure_ascii=False))
+    else:
+        color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        for group in per_text:
+            _text_report(group, args.level, sys.stdout, color)
+    if args.html:
+        from .report import write_html
+
+        path = write_html(args.html, [e for group in per_text for e in group])
+        print(f"HTML report: {path}", file=sys.stderr)
+    return 0
+
+
+def _explain_file(model: Any, methods: Sequence[str], options: dict[str, Any], args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .io import read_records
+
+    records = list(read_records(args.input))
+    bad = [r for r in records if r.error]
+    for r in bad:
+        print(f"textlens: skipped {r.error}", file=sys.stderr)
+    good = [r for r in records if not r.error]
+    html_explanations: list[Any] = []
+    out_path = Path(args.output)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    chunk = max(1, args.chunk_size)
+    results: dict[int, dict[str, Any]] = {}
+    with out_path.open("w", encoding="utf-8") as out, tqdm(
+        total=len(good), unit="text", disable=not args.progress, file=sys.stderr
+    ) as bar:
+        written = 0
+        for start in range(0, len(good), chunk):
+            batch = good[start : start + chunk]
+            per_text = _explain_all(model, [r.text for r in batch], methods, options, args.target)  # type: ignore[misc]
+            for r, group in zip(batch, per_text, strict=True):
+                extra = {"line": r.line, **({"label": r.label} if r.label is not None else {}), **r.extra}
+                results[r.line] = _json_record(group, extra)
+                html_explanations.extend(group)
+            bar.update(len(batch))
+            # Write every record whose turn has come, so output stays in input order.
+            while written < len(records):
+                rec = records[written]
+                if rec.error:
+                    out.write(json.dumps({"line": rec.line, "error": rec.error}) + "\n")
+                elif rec.line in results:
+                    out.write(json.dumps(results.pop(rec.line), ensure_ascii=False) + "\n")
+                else:
+                    break
+                written += 1
+            out.flush()
+    if args.html:
+        from .report import write_html
+
+        print(f"HTML report: {write_html(args.html, html_explanations)}", file=sys.stderr)
+    print(f"textlens: wrote {len(good)} explained texts to {out_path}", file=sys.stderr)
+    if bad:
+        print(
+            f"textlens: error: {len(bad)} of {len(records)} lines could not be explained "
+            "(listed above, and as error rows in the output); fix them and re-run those lines.",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo.run import run_demo
+
+    return run_demo(
+        rebuild=args.rebuild,
+        cache_dir=args.cache_dir,
+        html=args.html,
+        n_texts=args.texts,
+        n_train=args.n_train,
+        epochs=args.epochs,
+        methods=_resolve_methods(args.method, ["all"]),
+        out=sys.stdout,
+        progress=args.progress,
+    )
+
+
+# ---------------------------------------------------------------------------- parser
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("method parameters (each goes to the chosen methods that take it)")
+    g.add_argument("--steps", type=int, help="integrated_gradients: number of steps (default 50)")
+    g.add_argument("--rule", help="integrated_gradients: gauss_legendre (default) or riemann_{left,right,middle,trapezoid}")
+    g.add_argument("--baseline", help="integrated_gradients: pad (default), mask or zero")
+    g.add_argument("--target-delta", type=float, help="integrated_gradients: adaptive steps until |delta| <= this fraction of |f(x)-f(baseline)|")
+    g.add_argument("--max-steps", type=int, help="integrated_gradients: cap on adaptive steps per text")
+    g.add_argument("--explained-output", choices=["logit", "probability"], help="gradient methods: explain the target logit (default) or its probability")
+    g.add_argument("--layer", type=_layer_value, help="attention: layer index or 'mean'")
+    g.add_argument("--head", type=_layer_value, help="attention: head index or 'mean'")
+    g.add_argument("--max-batch-tokens", type=int, help="bound on rows x tokens per model call (memory)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="textlens", description="Explain BERT-family text classifiers.")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("methods", help="list the registered explanation methods")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("explain", help="explain texts or a file of texts")
+    p.add_argument("model", help="a local model folder, or 'demo'")
+    p.add_argument("text", nargs="*", help="texts to explain")
+    p.add_argument("--method", "-m", action="append", help="method name (repeatable, or 'all'); default integrated_gradients")
+    p.add_argument("--target", help="label name or index to explain (default: the predicted class)")
+    p.add_argument("--level", choices=["token", "word"], default="word")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--html", help="also write a self-contained HTML report here")
+    p.add_argument("--input", help="a JSONL ('text' field, optional 'label'), CSV ('text' column) or plain-text file")
+    p.add_argument("--output", help="with --input: the JSONL file of results (input order)")
+    p.add_argument("--chunk-size", type=int, default=64, help="texts per step when reading --input")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_method_options(p)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("demo", help="fine-tune (first run) and explain the demo sentiment model")
+    p.add_argument("--rebuild", action="store_true", help="retrain even if a cached model exists")
+    p.add_argument("--cache-dir", type=Path, help="where the demo model is cached")
+    p.add_argument("--html", default="textlens-demo.html", help="report path (default ./textlens-demo.html)")
+    p.add_argument("--texts", type=int, default=12, help="held-out tweets to explain")
+    p.add_argument("--method", "-m", action="append", help="methods (default: all registered)")
+    p.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """Entry point of the ``textlens`` command."""
+    parser = build_parser()
+    args = parser.parse_args(None if argv is None else list(argv))
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    _set_threads(args.threads)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", TruncationWarning)
+            warnings.showwarning = _show_warning
+            return int(args.func(args))
+    except TextlensError as exc:
+        print(f"textlens: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except BrokenPipeError:  # e.g. `textlens explain ... | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("textlens: interrupted", file=sys.stderr)
+        return 130
+
+
+def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+    print(f"textlens: warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

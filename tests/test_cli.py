@@ -1,0 +1,130 @@
+"""The CLI through its entry point: text and JSON output, batch files, every documented error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from textlens.cli import main
+from textlens.explainers import REGISTRY
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, planted_adapter) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    planted_adapter.model.save_pretrained(folder)
+    planted_adapter.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_methods_lists_every_registered_method(capsys) -> None:
+    code, out, _ = run(capsys, "methods")
+    assert code == 0
+    for name, cls in REGISTRY.items():
+        assert name in out and cls.description in out
+
+
+def test_explain_text_output(capsys, model_dir: Path) -> None:
+    code, out, _ = run(capsys, "explain", str(model_dir), "the movie was wonderful", "-m", "integrated_gradients", "-m", "saliency")
+    assert code == 0
+    assert "prediction: positive" in out
+    assert "integrated_gradients -> positive" in out and "saliency -> positive" in out
+    assert "top: wonderful" in out
+
+
+def test_explain_json_contract(capsys, model_dir: Path) -> None:
+    code, out, _ = run(capsys, "explain", str(model_dir), "an awful film", "the road", "--format", "json", "--steps", "8", "--target", "negative")
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in records] == ["an awful film", "the road"]
+    for record in records:
+        assert set(record["prediction"]) == {"label", "probabilities"}
+        [e] = record["explanations"]
+        for key in ("method", "target", "tokens", "scores", "words", "word_scores", "delta"):
+            assert key in e
+        assert e["target_label"] == "negative"
+        assert e["params"]["n_steps"] == 8
+        assert len(e["tokens"]) == len(e["scores"])
+
+
+def test_explain_token_level_and_html(capsys, model_dir: Path, tmp_path: Path) -> None:
+    html = tmp_path / "r.html"
+    code, out, err = run(capsys, "explain", str(model_dir), "unbelievably <script>alert(1)</script>", "--level", "token", "--html", str(html), "-m", "grad_x_input")
+    assert code == 0
+    assert "[CLS]" in out
+    page = html.read_text()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    assert str(html) in err
+
+
+def test_batch_file_keeps_order_and_reports_bad_lines(capsys, model_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"text": "a wonderful day", "id": 7}\nnot json\n{"text": ""}\n{"text": 5}\n'
+        '{"text": "awful road", "label": "negative"}\n',
+        encoding="utf-8",
+    )
+    target = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, "explain", str(model_dir), "--input", str(source), "--output", str(target), "-m", "grad_x_input", "--no-progress")
+    assert code == 2
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(rows) == 5
+    assert rows[0]["text"] == "a wonderful day" and rows[0]["id"] == 7 and rows[0]["line"] == 1
+    assert "not valid JSON" in rows[1]["error"] and "empty" in rows[2]["error"] and "not a string" in rows[3]["error"]
+    assert rows[4]["label"] == "negative" and rows[4]["explanations"][0]["method"] == "grad_x_input"
+    assert "3 of 5 lines could not be explained" in err
+
+
+@pytest.mark.parametrize("fmt", ["csv", "txt"])
+def test_batch_csv_and_plain_lines(capsys, model_dir: Path, tmp_path: Path, fmt: str) -> None:
+    source = tmp_path / f"in.{fmt}"
+    if fmt == "csv":
+        source.write_text('text,label\n"the film, wonderful",positive\nawful day,negative\n', encoding="utf-8")
+    else:
+        source.write_text("the film wonderful\n\nawful day\n", encoding="utf-8")
+    target = tmp_path / "out.jsonl"
+    code, _, _ = run(capsys, "explain", str(model_dir), "--input", str(source), "--output", str(target), "-m", "saliency", "--no-progress")
+    assert code == 0
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [r["prediction"]["label"] for r in rows] == ["positive", "negative"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "/no/such/model", "hi"], "does not exist"),
+        (["explain", "MODEL", "   "], "empty"),
+        (["explain", "MODEL", "hi", "-m", "nope"], "Unknown method 'nope'"),
+        (["explain", "MODEL", "hi", "--target", "bogus"], "0='negative', 1='positive'"),
+        (["explain", "MODEL", "hi", "--steps", "0"], "The 'n_steps' parameter of IntegratedGradients must be an int >= 1. Got 0."),
+        (["explain", "MODEL", "hi", "-m", "saliency", "--steps", "4"], "--steps applies to none"),
+        (["explain", "MODEL", "--input", "/no/file.jsonl", "--output", "/tmp/x.jsonl"], "does not exist"),
+        (["explain", "MODEL", "--input", "x.jsonl"], "--input needs --output"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(capsys, model_dir: Path, argv: list[str], message: str) -> None:
+    argv = [str(model_dir) if a == "MODEL" else a for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("textlens: error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_console_script_entry_point(model_dir: Path) -> None:
+    exe = Path(sys.executable).with_name("textlens")
+    done = subprocess.run([str(exe), "explain", str(model_dir), "a wonderful film", "-m", "saliency"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "prediction: positive" in done.stdout
+    missing = subprocess.run([str(exe), "explain", "/no/model", "x"], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.startswith("textlens: error:")
