@@ -15,13 +15,14 @@ from textlens.model import ModelAdapter
 torch.set_num_threads(1)
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-FILLER = (
+FILLER = (  # noqa: SIM905 (one readable block of words)
     "the a an of to in on at for with by from this that it is was be are movie film story "
     "plot actor scene time day night people thing way place week friend city road car "
-    "house book music song game team year table window door light water".split()
-)
+    "house book music song game team year table window door light water"
+).split()
 POSITIVE = ["wonderful", "superb", "delightful"]
 NEGATIVE = ["dreadful", "awful", "horrid"]
+NEUTRAL = 2  # label index of texts without a decisive word (planted model)
 SUBWORDS = ["un", "##believ", "##able", "##ly", "play", "##ing", "##ed", "walk"]
 
 
@@ -48,7 +49,9 @@ def wordpiece_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_bert(vocab_size: int, *, seed: int = 0, layers: int = 2, num_labels: int = 2) -> BertForSequenceClassification:
+def tiny_bert(
+    vocab_size: int, *, seed: int = 0, layers: int = 2, num_labels: int = 2
+) -> BertForSequenceClassification:
     torch.manual_seed(seed)
     labels = ["negative", "positive", "neutral"][:num_labels]
     config = BertConfig(
@@ -71,40 +74,93 @@ def tiny_bert(vocab_size: int, *, seed: int = 0, layers: int = 2, num_labels: in
 class PlantedData:
     texts: list[str]
     labels: list[int]
-    planted: list[str]
+    planted: list[str | None]
 
 
-def planted_data(n: int, seed: int) -> PlantedData:
-    """Texts of 4-12 filler words with one decisive word; the label follows the decisive word."""
+def planted_data(n: int, seed: int, *, neutral: float = 0.0) -> PlantedData:
+    """Texts of 4-12 filler words with one decisive word; the label follows the decisive word.
+
+    With probability ``neutral`` a text gets no decisive word and the label 'neutral' (2);
+    its ``planted`` entry is then None. The default draws decisive texts only.
+    """
     rng = random.Random(seed)
     texts, labels, planted = [], [], []
     for _ in range(n):
-        label = rng.randrange(2)
-        word = rng.choice(POSITIVE if label else NEGATIVE)
         words = [rng.choice(FILLER) for _ in range(rng.randint(4, 12))]
-        words.insert(rng.randrange(len(words) + 1), word)
+        if neutral and rng.random() < neutral:
+            label, word = NEUTRAL, None
+        else:
+            label = rng.randrange(2)
+            word = rng.choice(POSITIVE if label else NEGATIVE)
+            words.insert(rng.randrange(len(words) + 1), word)
         texts.append(" ".join(words))
         labels.append(label)
         planted.append(word)
     return PlantedData(texts, labels, planted)
 
 
-def train_planted_model(seed: int = 0) -> ModelAdapter:
-    tokenizer = wordpiece_tokenizer(FILLER + POSITIVE + NEGATIVE + SUBWORDS)
-    model = tiny_bert(len(tokenizer), seed=seed)
-    data = planted_data(600, seed)
+def _neutralised(ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer, gen) -> torch.Tensor:
+    """``ids`` with every word replaced by [PAD] or [MASK] (per row), like an IG baseline."""
+    keep = (ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id) | (attention_mask == 0)
+    use_pad = torch.rand(len(ids), 1, generator=gen) < 0.5
+    fill = torch.where(use_pad, tokenizer.pad_token_id, tokenizer.mask_token_id)
+    return torch.where(keep, ids, fill.expand_as(ids))
+
+
+def _fit(model, tokenizer, data: PlantedData, val: PlantedData, gen, *, neutral_rows: int) -> None:
+    """AdamW until every validation text is right with probability > 0.9 (at most 10 epochs).
+
+    ``neutral_rows`` rows of each batch are repeated as baselines labelled neutral.
+    """
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(4):
+    val_enc = tokenizer(val.texts, padding=True, return_tensors="pt")
+    for _ in range(10):
+        model.train()
         order = torch.randperm(len(data.texts), generator=gen).tolist()
         for start in range(0, len(order), 32):
             idx = order[start : start + 32]
-            enc = tokenizer([data.texts[i] for i in idx], padding=True, return_tensors="pt")
-            loss = model(**enc, labels=torch.tensor([data.labels[i] for i in idx])).loss
+            enc = dict(tokenizer([data.texts[i] for i in idx], padding=True, return_tensors="pt"))
+            labels = torch.tensor([data.labels[i] for i in idx])
+            if neutral_rows:
+                k = min(neutral_rows, len(idx))
+                base = _neutralised(enc["input_ids"][:k], enc["attention_mask"][:k], tokenizer, gen)
+                enc = {name: torch.cat([v, v[:k]]) for name, v in enc.items()}
+                enc["input_ids"][-k:] = base
+                labels = torch.cat([labels, torch.full((k,), NEUTRAL)])
+            loss = model(**enc, labels=labels).loss
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            probs = model(**val_enc).logits.softmax(-1)
+        right = (probs.argmax(-1) == torch.tensor(val.labels)).all()
+        if right and probs.max(-1).values.min() > 0.9:
+            return
+
+
+def train_planted_model(seed: int = 0) -> ModelAdapter:
+    """A 3-class tiny BERT (negative, positive, neutral) whose label follows the planted word.
+
+    Texts without a decisive word are neutral, and so are the integrated-gradients
+    baselines (every word replaced by [PAD] or [MASK]), so ``f(x) - f(baseline)`` is large
+    for every decisive text and attributions have something to explain. Two stages (a
+    curriculum) make training reliable across seeds: first the decisive texts alone,
+    then decisive + neutral texts + neutralised copies.
+    """
+    tokenizer = wordpiece_tokenizer(FILLER + POSITIVE + NEGATIVE + SUBWORDS)
+    model = tiny_bert(len(tokenizer), seed=seed, num_labels=3)
+    gen = torch.Generator().manual_seed(seed)
+    decisive, decisive_val = planted_data(600, seed), planted_data(60, seed + 1000)
+    _fit(model, tokenizer, decisive, decisive_val, gen, neutral_rows=0)
+    _fit(
+        model,
+        tokenizer,
+        planted_data(600, seed + 1, neutral=1 / 3),
+        planted_data(90, seed + 2000, neutral=1 / 3),
+        gen,
+        neutral_rows=8,
+    )
     model.eval()
     return ModelAdapter(model, tokenizer, model_id="planted-tiny-bert")
 
@@ -118,12 +174,13 @@ def tiny_adapter() -> ModelAdapter:
 
 @pytest.fixture(scope="session")
 def planted_adapter() -> ModelAdapter:
-    """A tiny BERT trained until its label follows one planted word per text."""
+    """A 3-class tiny BERT (negative, positive, neutral) whose label follows one planted word."""
     return train_planted_model()
 
 
 @pytest.fixture(scope="session")
 def planted_test() -> PlantedData:
+    """60 decisive texts (each with one planted word) the planted model never saw."""
     return planted_data(60, seed=123)
 
 
@@ -133,3 +190,23 @@ TEXTS = [
     "unbelievably playing",
     "the story of a friend",
 ]
+
+# Share of planted-model test texts whose planted word each method ranks first; filled by
+# tests/test_explainers_common.py and shown at the end of the run.
+PLANTED_RATES: dict[str, float] = {}
+
+
+def record(request: pytest.FixtureRequest, name: str, value: object) -> None:
+    """Attach a measured figure to the test's report (a junit-xml property).
+
+    What the ``record_property`` fixture does, minus its warning under the default
+    junit family (xunit2), which our warnings-as-errors setting would turn into a failure.
+    """
+    request.node.user_properties.append((name, value))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if PLANTED_RATES:
+        terminalreporter.section("planted word ranked first (word level, planted test texts)")
+        for name, rate in sorted(PLANTED_RATES.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{name:>24}  {rate:6.1%}")

@@ -1,0 +1,403 @@
+"""Gradient methods against oracles: Captum's integrated gradients and a linear model.
+
+Captum (``LayerIntegratedGradients`` on the word-embedding layer, the same thing our
+integrated gradients computes) must agree to 1e-4 of the attribution norm; on a linear
+bag-of-embeddings classifier every gradient method has a closed form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients as CaptumIG
+from captum.attr import LayerIntegratedGradients
+from conftest import (
+    FILLER,
+    NEGATIVE,
+    POSITIVE,
+    SUBWORDS,
+    TEXTS,
+    planted_data,
+    record,
+    tiny_bert,
+    wordpiece_tokenizer,
+)
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from textlens.errors import InvalidParameterError
+from textlens.explainers import make_explainer
+from textlens.explainers.gradient import RULES, quadrature
+from textlens.model import ModelAdapter
+
+CAPTUM_RULES = {
+    "gauss_legendre": "gausslegendre",
+    "riemann_left": "riemann_left",
+    "riemann_right": "riemann_right",
+    "riemann_middle": "riemann_middle",
+    "riemann_trapezoid": "riemann_trapezoid",
+}
+AGREEMENT = 1e-4  # max |ours - captum| per text, as a fraction of the attributions' L2 norm
+
+
+# ---------------------------------------------------------------------- Captum oracle
+def _targets(model: ModelAdapter, texts: list[str], target: Any) -> list[int]:
+    probabilities = model.predict_proba(model.encode(texts))
+    return [model.resolve_target(target, int(p.argmax())) for p in probabilities]
+
+
+def captum_attributions(
+    model: ModelAdapter,
+    texts: list[str],
+    *,
+    baseline: str,
+    rule: str,
+    n_steps: int,
+    target: Any = None,
+    output: str = "logit",
+) -> list[np.ndarray]:
+    """Captum's IG on the word embeddings, per text (unpadded), summed over dimensions."""
+    encoding = model.encode(texts)
+    targets = _targets(model, texts, target)
+    names = list(encoding.model_inputs)
+    extra = tuple(encoding.model_inputs[n] for n in names)
+    keep = encoding.special_mask() | (encoding.attention_mask == 0)
+
+    def explained(logits: torch.Tensor) -> torch.Tensor:
+        return logits.softmax(-1) if output == "probability" else logits
+
+    if baseline == "zero":
+        def forward_embeds(embeds: torch.Tensor, mask: torch.Tensor, *rest: torch.Tensor):
+            kwargs = dict(zip(names, rest, strict=True))
+            out = model.model(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+            return explained(out.logits)
+
+        inputs = model.word_embeddings(encoding.input_ids)
+        baselines = torch.where(keep.unsqueeze(-1), inputs, torch.zeros_like(inputs))
+        method: Any = CaptumIG(forward_embeds)
+    else:
+        def forward_ids(ids: torch.Tensor, mask: torch.Tensor, *rest: torch.Tensor):
+            kwargs = dict(zip(names, rest, strict=True))
+            return explained(model.model(input_ids=ids, attention_mask=mask, **kwargs).logits)
+
+        fill = model.pad_token_id if baseline == "pad" else model.mask_token_id
+        inputs = encoding.input_ids
+        baselines = torch.where(keep, inputs, torch.full_like(inputs, fill))
+        method = LayerIntegratedGradients(forward_ids, model.model.get_input_embeddings())
+    attributions = method.attribute(
+        inputs,
+        baselines=baselines,
+        additional_forward_args=(encoding.attention_mask, *extra),
+        target=targets,
+        n_steps=n_steps,
+        method=CAPTUM_RULES[rule],
+    )
+    summed = attributions.sum(-1).detach().double().numpy()
+    if rule == "riemann_trapezoid":
+        # Captum's trapezoid weights are 1/n (halved at the ends), which sum to (n-1)/n;
+        # the trapezoid rule on n points spaced 1/(n-1) apart (ours) has weights summing
+        # to 1 and is exact on a linear path (see the linear-model tests below).
+        summed *= n_steps / (n_steps - 1)
+    return [summed[i, :n] for i, n in enumerate(encoding.lengths)]
+
+
+def assert_agrees_with_captum(model: ModelAdapter, texts: list[str], **params: Any) -> None:
+    target = params.pop("target", None)
+    ours = make_explainer("integrated_gradients", model, **params).explain(texts, target=target)
+    theirs = captum_attributions(
+        model,
+        texts,
+        baseline=params.get("baseline", "pad"),
+        rule=params.get("rule", "gauss_legendre"),
+        n_steps=params.get("n_steps", 50),
+        target=target,
+        output=params.get("output", "logit"),
+    )
+    for e, reference in zip(ours, theirs, strict=True):
+        scores = np.asarray(e.scores)
+        assert scores.shape == reference.shape
+        norm = np.linalg.norm(reference)
+        assert norm > 0
+        assert np.abs(scores - reference).max() <= AGREEMENT * norm, (e.text, scores, reference)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("baseline", ["pad", "mask"])
+def test_integrated_gradients_agree_with_captum(planted_adapter, rule: str, baseline: str) -> None:
+    assert_agrees_with_captum(planted_adapter, TEXTS, baseline=baseline, rule=rule, n_steps=12)
+
+
+def test_integrated_gradients_agree_with_captum_on_zero_baseline(planted_adapter) -> None:
+    assert_agrees_with_captum(planted_adapter, TEXTS, baseline="zero", n_steps=12)
+
+
+@pytest.mark.parametrize("target", [0, "neutral"])
+def test_integrated_gradients_agree_with_captum_for_other_targets(planted_adapter, target) -> None:
+    assert_agrees_with_captum(planted_adapter, TEXTS, target=target, n_steps=12)
+
+
+def test_integrated_gradients_agree_with_captum_on_probability(planted_adapter) -> None:
+    assert_agrees_with_captum(planted_adapter, TEXTS, output="probability", n_steps=12)
+
+
+def test_integrated_gradients_agree_with_captum_with_token_type_ids() -> None:
+    """A tokenizer that returns token_type_ids: they reach the model on both paths."""
+    tokenizer = wordpiece_tokenizer(FILLER + POSITIVE + NEGATIVE + SUBWORDS)
+    tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    model = ModelAdapter(_random_bert(len(tokenizer), std=0.3), tokenizer)
+    assert list(model.encode(TEXTS).model_inputs) == ["token_type_ids"]
+    assert_agrees_with_captum(model, TEXTS, n_steps=8)
+
+
+# ---------------------------------------------------------------------- completeness
+def _random_bert(vocab_size: int, std: float, seed: int = 0):
+    """A tiny BERT with large random weights: far from linear along the IG path."""
+    model = tiny_bert(vocab_size, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return model
+
+
+@pytest.fixture(scope="module")
+def rough_adapter() -> ModelAdapter:
+    tokenizer = wordpiece_tokenizer(FILLER + POSITIVE + NEGATIVE + SUBWORDS)
+    return ModelAdapter(_random_bert(len(tokenizer), std=0.3), tokenizer, model_id="rough-bert")
+
+
+def test_delta_shrinks_as_steps_grow(rough_adapter: ModelAdapter) -> None:
+    texts = planted_data(12, seed=5).texts
+    medians = []
+    for n_steps in (4, 16, 64):
+        explainer = make_explainer("integrated_gradients", rough_adapter, n_steps=n_steps)
+        results = explainer.explain(texts)
+        medians.append(np.median([abs(e.delta) for e in results]))
+        for e in results:
+            # The delta is what the scores leave out of f(x) - f(baseline).
+            gap = e.quality["f_x"] - e.quality["f_baseline"]
+            assert sum(e.scores) - gap == pytest.approx(e.delta, abs=1e-9)
+            assert e.quality["n_steps"] == n_steps
+    # Measured when written: about 5e-2, 9e-6 and 5e-7 (float32 round-off).
+    assert medians[0] > 100 * medians[1]
+    assert medians[1] > medians[2]
+
+
+def test_f_x_is_the_target_logit_and_specials_get_nothing(planted_adapter: ModelAdapter) -> None:
+    encoding = planted_adapter.encode(TEXTS)
+    with torch.no_grad():
+        logits = planted_adapter.logits(encoding).numpy()
+    for baseline in ("pad", "mask", "zero"):
+        explainer = make_explainer(
+            "integrated_gradients", planted_adapter, baseline=baseline, n_steps=8
+        )
+        for i, e in enumerate(explainer.explain(TEXTS, target="neutral")):
+            assert e.quality["f_x"] == pytest.approx(logits[i, 2], abs=1e-5)
+            assert all(s == 0.0 for s, special in zip(e.scores, e.special, strict=True) if special)
+
+
+def test_planted_model_baselines_are_neutral(planted_adapter, planted_test) -> None:
+    """IG on the planted model has something to explain: f(x) - f(baseline) is large."""
+    for baseline in ("pad", "mask"):
+        explainer = make_explainer(
+            "integrated_gradients", planted_adapter, baseline=baseline, n_steps=4
+        )
+        for e in explainer.explain(planted_test.texts):
+            assert e.quality["f_x"] - e.quality["f_baseline"] > 2.0
+    with torch.no_grad():
+        neutral = planted_adapter.predict_proba(planted_adapter.encode(["[PAD] [PAD]", "[MASK]"]))
+    assert (neutral.argmax(1) == 2).all()
+
+
+def test_adaptive_steps_reach_the_target_delta(planted_adapter, request) -> None:
+    """Adaptive Simpson stops at relative delta <= 0.01 on every text.
+
+    On these texts (measured when written) it needs 13-35 gradient evaluations per text
+    (median 22, median relative delta 0.004); uniform Gauss-Legendre needs 128 steps for
+    the same median delta (64 give 0.0085). The counts are recorded as junit properties,
+    not asserted.
+    """
+    texts = planted_data(12, seed=5).texts
+    adaptive = make_explainer("integrated_gradients", planted_adapter, target_delta=0.01)
+    results = adaptive.explain(texts)
+    for e in results:
+        assert e.quality["converged"] is True
+        assert e.quality["relative_delta"] <= 0.01
+        assert e.params["rule"] == "adaptive_simpson" and "n_steps" not in e.params
+    evaluations = [e.quality["n_steps"] for e in results]
+    median_delta = np.median([e.quality["relative_delta"] for e in results])
+    uniform_steps = None
+    for n_steps in (16, 32, 64, 128):
+        uniform = make_explainer("integrated_gradients", planted_adapter, n_steps=n_steps)
+        results = uniform.explain(texts)
+        if np.median([e.quality["relative_delta"] for e in results]) <= median_delta:
+            uniform_steps = n_steps
+            break
+    record(request, "adaptive_evaluations_per_text", evaluations)
+    record(request, "adaptive_median_relative_delta", float(median_delta))
+    record(request, "gauss_legendre_steps_for_that_median", uniform_steps or ">128")
+
+
+def test_adaptive_reports_not_converged_at_the_step_cap(planted_adapter: ModelAdapter) -> None:
+    capped = make_explainer(
+        "integrated_gradients", planted_adapter, target_delta=1e-6, max_steps=9
+    )
+    for e in capped.explain(TEXTS[:2]):
+        assert e.quality["converged"] is False
+        assert e.quality["n_steps"] <= 9
+
+
+# ---------------------------------------------------------------------- parameters
+def test_parameter_messages(planted_adapter: ModelAdapter) -> None:
+    cases = {
+        "n_steps": (
+            0,
+            "The 'n_steps' parameter of IntegratedGradients must be an int >= 1. Got 0.",
+        ),
+        "rule": (
+            "simpson",
+            "The 'rule' parameter of IntegratedGradients must be one of 'gauss_legendre', "
+            "'riemann_left', 'riemann_right', 'riemann_middle', 'riemann_trapezoid'. "
+            "Got 'simpson'.",
+        ),
+        "target_delta": (
+            1.0,
+            "The 'target_delta' parameter of IntegratedGradients must be None or a number "
+            "> 0 and < 1. Got 1.0.",
+        ),
+        "baseline": (
+            "unk",
+            "The 'baseline' parameter of IntegratedGradients must be one of 'pad', 'mask', "
+            "'zero'. Got 'unk'.",
+        ),
+    }
+    for name, (value, message) in cases.items():
+        with pytest.raises(InvalidParameterError) as info:
+            make_explainer("integrated_gradients", planted_adapter, **{name: value})
+        assert str(info.value) == message
+    with pytest.raises(InvalidParameterError, match="'output' parameter of Saliency"):
+        make_explainer("saliency", planted_adapter, output="logits")
+    with pytest.raises(InvalidParameterError) as info:
+        make_explainer("integrated_gradients", planted_adapter, rule="riemann_trapezoid", n_steps=1)
+    assert "must be >= 2 with rule='riemann_trapezoid'. Got 1." in str(info.value)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_quadrature_weights_sum_to_one(rule: str) -> None:
+    alphas, weights = quadrature(rule, 7)
+    assert len(alphas) == len(weights) == 7
+    assert all(0.0 <= a <= 1.0 for a in alphas)
+    assert weights.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_gauss_legendre_is_exact_for_polynomials_of_degree_2n_minus_1() -> None:
+    alphas, weights = quadrature("gauss_legendre", 4)
+    for degree in range(8):
+        integral = float(np.dot(weights, np.asarray(alphas) ** degree))
+        assert integral == pytest.approx(1 / (degree + 1), abs=1e-12)
+
+
+# ---------------------------------------------------------------------- analytic model
+class BagConfig(PretrainedConfig):
+    model_type = "textlens-test-bag"
+
+    def __init__(self, vocab_size: int = 8, hidden_size: int = 4, **kwargs: Any) -> None:
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = 0
+        super().__init__(**kwargs)
+
+
+class BagOfEmbeddings(PreTrainedModel):
+    """``logits = W . sum_t(mask_t * embedding_t) + b``: linear in every word embedding."""
+
+    config_class = BagConfig
+
+    def __init__(self, config: BagConfig) -> None:
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput:
+        if inputs_embeds is None:
+            inputs_embeds = self.embeddings(input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long)
+        pooled = (inputs_embeds * attention_mask.unsqueeze(-1).to(inputs_embeds.dtype)).sum(1)
+        return SequenceClassifierOutput(logits=self.classifier(pooled))
+
+
+@pytest.fixture(scope="module")
+def bag() -> ModelAdapter:
+    tokenizer = wordpiece_tokenizer(FILLER + POSITIVE + NEGATIVE + SUBWORDS)
+    labels = ["negative", "positive", "neutral"]
+    config = BagConfig(
+        vocab_size=len(tokenizer), hidden_size=6, num_labels=3, id2label=dict(enumerate(labels))
+    )
+    torch.manual_seed(0)
+    model = BagOfEmbeddings(config).double()  # float64: "exact" means to 1e-12
+    with torch.no_grad():
+        model.embeddings.weight.normal_()
+        model.classifier.weight.normal_()
+        model.classifier.bias.normal_()
+    return ModelAdapter(model, tokenizer, model_id="bag")
+
+
+def _analytic(bag: ModelAdapter, text: str, target: int, baseline: str) -> np.ndarray:
+    encoding = bag.encode([text])
+    ids = encoding.input_ids[0]
+    special = torch.tensor(encoding.special[0])
+    embedding = bag.embedding_matrix.detach()
+    x = embedding[ids]
+    if baseline == "zero":
+        x_base = torch.zeros_like(x)
+    else:
+        fill = bag.pad_token_id if baseline == "pad" else bag.mask_token_id
+        x_base = embedding[torch.full_like(ids, fill)]
+    x_base[special] = x[special]
+    w = bag.model.classifier.weight.detach()[target]
+    return ((x - x_base) @ w).numpy()
+
+
+@pytest.mark.parametrize("baseline", ["pad", "mask", "zero"])
+@pytest.mark.parametrize(
+    "params",
+    [{"n_steps": 1, "rule": "gauss_legendre"}, {"n_steps": 2, "rule": "riemann_trapezoid"},
+     {"n_steps": 3, "rule": "riemann_left"}, {"n_steps": 50}, {"target_delta": 0.01}],
+)
+def test_integrated_gradients_are_exact_on_a_linear_model(bag, baseline: str, params: dict) -> None:
+    explainer = make_explainer("integrated_gradients", bag, baseline=baseline, **params)
+    for target in (0, 1, 2):
+        for e in explainer.explain(TEXTS, target=target):
+            expected = _analytic(bag, e.text, target, baseline)
+            np.testing.assert_allclose(e.scores, expected, rtol=1e-12, atol=1e-12)
+            assert abs(e.delta) <= 1e-5 * abs(e.quality["f_x"] - e.quality["f_baseline"])
+
+
+def test_gradient_x_input_and_saliency_are_exact_on_a_linear_model(bag: ModelAdapter) -> None:
+    w = bag.model.classifier.weight.detach()
+    grad_x_input = make_explainer("grad_x_input", bag).explain(TEXTS, target=2)
+    saliency = make_explainer("saliency", bag).explain(TEXTS, target=2)
+    for a, s in zip(grad_x_input, saliency, strict=True):
+        ids = bag.encode([a.text]).input_ids[0]
+        x = bag.embedding_matrix.detach()[ids]
+        np.testing.assert_allclose(a.scores, (x @ w[2]).numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(s.scores, float(w[2].norm()), rtol=1e-12)

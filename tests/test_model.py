@@ -1,0 +1,220 @@
+"""The model adapter: loading folders, encoding, truncation, targets, batching."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import FILLER, NEGATIVE, POSITIVE, SUBWORDS, TEXTS, tiny_bert, wordpiece_tokenizer
+
+from textlens.errors import (
+    ExplanationError,
+    InvalidInputError,
+    InvalidTargetError,
+    ModelLoadError,
+    TruncationWarning,
+)
+from textlens.explainers import make_explainer
+from textlens.model import ModelAdapter, load_model, pack_batches
+
+VOCAB = FILLER + POSITIVE + NEGATIVE + SUBWORDS
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder written by save_pretrained (model and tokenizer)."""
+    folder = tmp_path_factory.mktemp("saved") / "tiny-bert"
+    tokenizer = wordpiece_tokenizer(VOCAB)
+    tiny_bert(len(tokenizer), seed=4).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _copy_without(saved: Path, target: Path, *names: str) -> Path:
+    target.mkdir()
+    for path in saved.iterdir():
+        if path.name not in names:
+            (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+# ---------------------------------------------------------------------- loading
+def test_from_pretrained_loads_a_saved_folder(saved: Path) -> None:
+    model = ModelAdapter.from_pretrained(saved)
+    assert model.model_id == str(saved)
+    assert model.labels == ["negative", "positive"]
+    assert model.max_length == 64
+    assert not model.model.training
+    assert not any(p.requires_grad for p in model.model.parameters())
+    reference = tiny_bert(len(wordpiece_tokenizer(VOCAB)), seed=4).eval()
+    encoding = model.encode(TEXTS)
+    with torch.no_grad():
+        expected = reference(input_ids=encoding.input_ids, attention_mask=encoding.attention_mask)
+        torch.testing.assert_close(model.logits(encoding), expected.logits)
+    [e] = make_explainer("integrated_gradients", load_model(saved), n_steps=4).explain(TEXTS[:1])
+    assert e.model_id == str(saved)
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ModelLoadError, match=re.escape(f"Model folder {missing} does not exist")):
+        ModelAdapter.from_pretrained(missing)
+
+
+def test_file_instead_of_folder(saved: Path) -> None:
+    file = saved / "config.json"
+    with pytest.raises(ModelLoadError) as info:
+        ModelAdapter.from_pretrained(file)
+    assert str(file) in str(info.value) and "is a file" in str(info.value)
+    assert isinstance(info.value, OSError)
+
+
+@pytest.mark.parametrize(
+    "removed, missing",
+    [
+        (("model.safetensors",), "weights (model.safetensors or pytorch_model.bin)"),
+        (("tokenizer.json",), "tokenizer files (tokenizer.json or vocab)"),
+        (("config.json",), "config.json"),
+    ],
+)
+def test_incomplete_folder_names_what_is_missing(saved, tmp_path, removed, missing) -> None:
+    folder = _copy_without(saved, tmp_path / "incomplete", *removed)
+    with pytest.raises(ModelLoadError) as info:
+        ModelAdapter.from_pretrained(folder)
+    message = str(info.value)
+    assert str(folder) in message
+    assert f"is missing {missing}" in message
+
+
+def test_corrupt_weights(saved: Path, tmp_path: Path) -> None:
+    folder = _copy_without(saved, tmp_path / "corrupt")
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelLoadError, match="Could not load a sequence-classification model from"):
+        ModelAdapter.from_pretrained(folder)
+
+
+def test_slow_tokenizer_and_bad_device() -> None:
+    tokenizer = wordpiece_tokenizer(VOCAB)
+    model = tiny_bert(len(tokenizer))
+    with pytest.raises(ModelLoadError, match="needs a fast tokenizer"):
+        ModelAdapter(model, SimpleNamespace(is_fast=False))
+    with pytest.raises(ModelLoadError, match="Unknown device 'gpu'"):
+        ModelAdapter(model, tokenizer, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelLoadError, match="CUDA is not available"):
+            ModelAdapter(model, tokenizer, device="cuda")
+
+
+# ---------------------------------------------------------------------- encoding
+def test_encoding_fields(tiny_adapter: ModelAdapter) -> None:
+    encoding = tiny_adapter.encode(TEXTS)
+    assert encoding.lengths == [len(t) for t in encoding.tokens]
+    assert encoding.input_ids.shape == (len(TEXTS), max(encoding.lengths))
+    assert encoding.attention_mask.sum(1).tolist() == encoding.lengths
+    assert encoding.truncated == [0] * len(TEXTS)
+    tokens = encoding.tokens[2]
+    assert tokens == ["[CLS]", "[UNK]", "play", "##ing", "[SEP]"]
+    assert encoding.special[2] == [True, False, False, False, True]
+    assert encoding.word_ids[2] == [None, 0, 1, 1, None]
+    assert encoding.offsets[2] == [(0, 0), (0, 12), (13, 17), (17, 20), (0, 0)]
+    special = encoding.special_mask()
+    assert special.sum().item() == 2 * len(TEXTS)  # [CLS] and [SEP]; padding is not special
+    assert not special[encoding.attention_mask == 0].any()
+
+
+def test_select_repeats_and_repads(tiny_adapter: ModelAdapter) -> None:
+    encoding = tiny_adapter.encode(TEXTS)
+    sub = encoding.select([2, 0, 2])
+    assert sub.texts == [TEXTS[2], TEXTS[0], TEXTS[2]]
+    assert sub.lengths == [encoding.lengths[i] for i in (2, 0, 2)]
+    width = max(sub.lengths)
+    assert sub.input_ids.shape == (3, width)
+    assert width < encoding.input_ids.shape[1]  # re-padded to the selection's longest
+    for row, i in enumerate([2, 0, 2]):
+        assert torch.equal(sub.input_ids[row], encoding.input_ids[i, :width])
+        assert torch.equal(sub.attention_mask[row], encoding.attention_mask[i, :width])
+        assert sub.tokens[row] == encoding.tokens[i]
+        assert sub.word_ids[row] == encoding.word_ids[i]
+    with torch.no_grad():  # padding never changes a text's logits
+        torch.testing.assert_close(tiny_adapter.logits(sub)[1], tiny_adapter.logits(encoding)[0])
+
+
+def test_pack_batches_respects_the_budget() -> None:
+    lengths = [5, 30, 12, 7, 30, 2, 64]
+    batches = pack_batches(lengths, max_batch_tokens=64, rows_per_item=2)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert lengths[batch[0]] == longest  # longest first
+        assert len(batch) == 1 or 2 * len(batch) * longest <= 64
+    assert [6] in batches  # too long for the budget: alone
+
+
+def test_predict_proba_and_forward_repeat(tiny_adapter: ModelAdapter) -> None:
+    encoding = tiny_adapter.encode(TEXTS)
+    probabilities = tiny_adapter.predict_proba(encoding, max_batch_tokens=16)
+    assert probabilities.shape == (len(TEXTS), 2)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-6)
+    with torch.no_grad():
+        logits = tiny_adapter.logits(encoding)
+        np.testing.assert_allclose(probabilities, logits.softmax(-1).numpy(), rtol=1e-5)
+        embeds = tiny_adapter.word_embeddings(encoding.input_ids).repeat_interleave(3, dim=0)
+        repeated = tiny_adapter.logits(encoding, inputs_embeds=embeds, repeat=3)
+    torch.testing.assert_close(repeated[::3], logits)
+
+
+# ---------------------------------------------------------------------- truncation
+def test_long_text_is_truncated_with_a_warning(tiny_adapter: ModelAdapter) -> None:
+    model = ModelAdapter(tiny_adapter.model, tiny_adapter.tokenizer, model_id="short", max_length=8)
+    long_text = " ".join(FILLER[:20])  # 20 words -> 22 tokens with [CLS] and [SEP]
+    with pytest.warns(TruncationWarning) as caught:
+        [e] = make_explainer("integrated_gradients", model, n_steps=4).explain([long_text])
+    [warning] = caught
+    message = str(warning.message)
+    assert "Text 0 has 22 tokens but short accepts at most 8" in message
+    assert "the last 14 tokens were dropped" in message
+    assert e.truncated_tokens == 14
+    assert len(e.tokens) == 8 and e.tokens[-1] == "[SEP]"
+    assert e.to_dict()["truncated_tokens"] == 14
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [short] = make_explainer("saliency", model).explain(["the movie"])
+    assert short.truncated_tokens == 0
+
+
+def test_model_failure_is_an_explanation_error(tiny_adapter: ModelAdapter) -> None:
+    # max_length above the model's 64 positions: the model itself fails on a long text.
+    model = ModelAdapter(tiny_adapter.model, tiny_adapter.tokenizer, model_id="big", max_length=200)
+    with pytest.raises(ExplanationError, match="The model big failed on a batch of 1 texts"):
+        make_explainer("saliency", model).explain([" ".join(FILLER * 2)])
+
+
+# ---------------------------------------------------------------------- targets
+def test_resolve_target(tiny_adapter: ModelAdapter) -> None:
+    assert tiny_adapter.resolve_target(None, default=1) == 1
+    assert tiny_adapter.resolve_target("negative", default=1) == 0
+    assert tiny_adapter.resolve_target("positive", default=0) == 1
+    assert tiny_adapter.resolve_target(1, default=0) == 1
+    assert tiny_adapter.resolve_target(np.int64(0), default=1) == 0
+    assert tiny_adapter.resolve_target("1", default=0) == 1  # from a CLI
+    for bad in ("neutral", 2, -1, "-1", True, 0.0, "LABEL_0"):
+        with pytest.raises(InvalidTargetError) as info:
+            tiny_adapter.resolve_target(bad, default=0)
+        assert str(info.value) == (
+            f"Unknown target {bad!r} for model tiny-bert. Use a label name or an index: "
+            "0='negative', 1='positive'."
+        )
+
+
+def test_mask_token_is_required_only_when_used(tiny_adapter: ModelAdapter) -> None:
+    tokenizer = wordpiece_tokenizer(VOCAB)
+    tokenizer.mask_token = None
+    model = ModelAdapter(tiny_adapter.model, tokenizer)
+    make_explainer("integrated_gradients", model, n_steps=2).explain(TEXTS[:1])  # pad: fine
+    with pytest.raises(InvalidInputError, match="has no mask token; use baseline='pad'"):
+        make_explainer("integrated_gradients", model, baseline="mask").explain(TEXTS[:1])

@@ -1,0 +1,340 @@
+"""Word aggregation across tokenizer families, and explainers across model families.
+
+Three tokenizers are built in-process with the ``tokenizers`` library (no download):
+WordPiece (BERT), byte-level BPE (RoBERTa) and a Unigram model with a Metaspace
+pre-tokenizer (SentencePiece, as in ALBERT, DeBERTa-v2 and XLM-R). Words are what the
+tokenizer's pre-tokenizer calls words, so punctuation differs between families:
+
+* WordPiece and byte-level BPE split punctuation into words of its own
+  ("movie," -> "movie", ",");
+* SentencePiece splits on whitespace only ("movie," stays one word).
+
+Either way a word's span is its characters in the original text (no leading space from
+'▁' or 'Ġ'), runs of spaces never make a word, special tokens are in no word, and a
+word's score is the sum of its sub-word scores. Tiny randomly initialised models of each
+family then go through every registered explainer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from conftest import FILLER, NEGATIVE, POSITIVE, SUBWORDS, wordpiece_tokenizer
+from test_explainers_common import params_for
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+from transformers import PreTrainedTokenizerFast
+
+from textlens.errors import TruncationWarning
+from textlens.explainers import REGISTRY, make_explainer
+from textlens.explanation import Explanation
+from textlens.model import ModelAdapter
+
+CORPUS = [
+    "the movie was wonderful and the story was good",
+    "an awful plot with a dreadful actor in the city",
+    "playing walked believable truly great film music",
+    "a friend of the team, at night; on the road!",
+] * 10
+TEXT = "Unbelievable good movie, truly  great!"
+TEXTS = [TEXT, "the movie was awful", "good", "a friend of the team in the city at night"]
+WITH_TYPES = ["input_ids", "token_type_ids", "attention_mask"]
+WITHOUT_TYPES = ["input_ids", "attention_mask"]
+
+
+def bpe_tokenizer() -> PreTrainedTokenizerFast:
+    """A RoBERTa-style byte-level BPE tokenizer trained on CORPUS."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", tok.token_to_id("</s>")),
+        ("<s>", tok.token_to_id("<s>")),
+        trim_offsets=True,
+        add_prefix_space=False,
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_input_names=WITHOUT_TYPES,
+    )
+
+
+def unigram_tokenizer(model_input_names: list[str] = WITH_TYPES) -> PreTrainedTokenizerFast:
+    """A SentencePiece-style tokenizer (Unigram + Metaspace, [CLS] ... [SEP]) trained on CORPUS."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=120, special_tokens=specials, unk_token="[UNK]", show_progress=False
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        mask_token="[MASK]",
+        model_input_names=model_input_names,
+    )
+
+
+def wordpiece(model_input_names: list[str] = WITH_TYPES) -> PreTrainedTokenizerFast:
+    """The BERT tokenizer of conftest, returning ``model_input_names`` (kept by save_pretrained)."""
+    base = wordpiece_tokenizer(FILLER + POSITIVE + NEGATIVE + SUBWORDS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=base.backend_tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+        model_input_names=model_input_names,
+    )
+
+
+TOKENIZERS: dict[str, Callable[[], PreTrainedTokenizerFast]] = {
+    "wordpiece": wordpiece,
+    "bpe": bpe_tokenizer,
+    "sentencepiece": unigram_tokenizer,
+}
+EXPECTED_WORDS = {
+    "wordpiece": ["Unbelievable", "good", "movie", ",", "truly", "great", "!"],
+    "bpe": ["Unbelievable", "good", "movie", ",", "truly", "great", "!"],
+    "sentencepiece": ["Unbelievable", "good", "movie,", "truly", "great!"],
+}
+
+
+def _explanation(tokenizer: PreTrainedTokenizerFast, text: str) -> Explanation:
+    """An explanation of ``text`` with made-up scores (no model involved)."""
+    model = SimpleModel(len(tokenizer))
+    adapter = ModelAdapter(model, tokenizer, model_id="words")
+    encoding = adapter.encode([text])
+    n = encoding.lengths[0]
+    return Explanation(
+        text=text,
+        tokens=tuple(encoding.tokens[0]),
+        offsets=tuple(encoding.offsets[0]),
+        special=tuple(encoding.special[0]),
+        word_ids=tuple(encoding.word_ids[0]),
+        scores=tuple(float(2.0**-i) for i in range(n)),  # distinct: sums identify tokens
+        method="test",
+        params={},
+        target=0,
+        labels=("a", "b"),
+        probabilities=(0.5, 0.5),
+        model_id="words",
+    )
+
+
+class SimpleModel(torch.nn.Module):
+    """Just enough of a model for ModelAdapter to encode with."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.config = transformers.PretrainedConfig(num_labels=2, max_position_embeddings=64)
+        self.embed = torch.nn.Embedding(vocab_size, 2)
+
+
+@pytest.mark.parametrize("kind", sorted(TOKENIZERS))
+def test_words_and_spans(kind: str) -> None:
+    e = _explanation(TOKENIZERS[kind](), TEXT)
+    words = e.words
+    assert [w.text for w in words] == EXPECTED_WORDS[kind]
+    for w in words:
+        assert TEXT[w.start : w.end] == w.text
+    # Every non-special token is in exactly one word; no special token is in any.
+    in_words = sorted(i for w in words for i in w.tokens)
+    assert in_words == [i for i, s in enumerate(e.special) if not s]
+    # Sub-words are summed (scores are distinct powers of two, so sums are exact).
+    for w, score in zip(words, e.word_scores, strict=True):
+        assert score == math.fsum(e.scores[i] for i in w.tokens)
+    assert len(words[0].tokens) > 1  # "Unbelievable" is split into sub-words everywhere
+
+
+@pytest.mark.parametrize("kind", sorted(TOKENIZERS))
+def test_without_punctuation_words_are_the_whitespace_words(kind: str) -> None:
+    text = "  a friend  of the   team "
+    e = _explanation(TOKENIZERS[kind](), text)
+    assert [w.text for w in e.words] == text.split()
+
+
+# ---------------------------------------------------------------------- model families
+SMALL = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "num_labels": 2,
+}
+
+
+def _bpe_ids(tokenizer) -> dict[str, int]:
+    return {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+
+
+def family(name: str) -> tuple[Any, PreTrainedTokenizerFast]:
+    """A tiny random ``*ForSequenceClassification`` model of ``name`` and its tokenizer."""
+    t = transformers
+    if name == "bert":
+        tok = wordpiece()
+        cfg = t.BertConfig(vocab_size=len(tok), max_position_embeddings=64, **SMALL)
+        return t.BertForSequenceClassification(cfg), tok
+    if name == "distilbert":
+        tok = wordpiece(WITHOUT_TYPES)
+        cfg = t.DistilBertConfig(
+            vocab_size=len(tok), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+            max_position_embeddings=64, num_labels=2,
+        )
+        return t.DistilBertForSequenceClassification(cfg), tok
+    if name == "electra":  # embedding_size != hidden_size: a projection after the embeddings
+        tok = wordpiece()
+        cfg = t.ElectraConfig(
+            vocab_size=len(tok), embedding_size=16, max_position_embeddings=64, **SMALL
+        )
+        return t.ElectraForSequenceClassification(cfg), tok
+    if name == "roberta":  # positions start after padding_idx; no token_type_ids
+        tok = bpe_tokenizer()
+        cfg = t.RobertaConfig(
+            vocab_size=len(tok), max_position_embeddings=66, **_bpe_ids(tok), **SMALL
+        )
+        return t.RobertaForSequenceClassification(cfg), tok
+    if name == "modernbert":  # rotary positions, local/global attention, no token_type_ids
+        tok = bpe_tokenizer()
+        cfg = t.ModernBertConfig(
+            vocab_size=len(tok), max_position_embeddings=64, global_attn_every_n_layers=2,
+            local_attention=8, cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
+            **_bpe_ids(tok), **SMALL,
+        )
+        return t.ModernBertForSequenceClassification(cfg), tok
+    if name == "deberta-v2":  # relative attention, SentencePiece
+        tok = unigram_tokenizer()
+        cfg = t.DebertaV2Config(
+            vocab_size=len(tok), max_position_embeddings=64, relative_attention=True,
+            pos_att_type=["p2c", "c2p"], position_buckets=8, pad_token_id=tok.pad_token_id,
+            **SMALL,
+        )
+        return t.DebertaV2ForSequenceClassification(cfg), tok
+    if name == "albert":  # factorised embeddings, shared layers, SentencePiece
+        tok = unigram_tokenizer()
+        cfg = t.AlbertConfig(
+            vocab_size=len(tok), embedding_size=16, max_position_embeddings=64,
+            pad_token_id=tok.pad_token_id, **SMALL,
+        )
+        return t.AlbertForSequenceClassification(cfg), tok
+    raise AssertionError(name)
+
+
+FAMILIES = ["bert", "distilbert", "electra", "roberta", "deberta-v2", "albert"]
+if hasattr(transformers, "ModernBertForSequenceClassification"):
+    FAMILIES.append("modernbert")
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_adapter(request: pytest.FixtureRequest, tmp_path_factory) -> ModelAdapter:
+    """A tiny model of each family, saved and loaded back the way users load models."""
+    torch.manual_seed(0)
+    model, tokenizer = family(request.param)
+    folder = tmp_path_factory.mktemp(request.param)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    adapter = ModelAdapter.from_pretrained(folder)
+    assert adapter.tokenizer.model_input_names == tokenizer.model_input_names
+    return adapter
+
+
+def test_family_encodes_and_runs_on_embeddings(family_adapter: ModelAdapter) -> None:
+    encoding = family_adapter.encode(TEXTS)
+    expected_inputs = [
+        n for n in family_adapter.tokenizer.model_input_names
+        if n not in ("input_ids", "attention_mask")
+    ]
+    assert list(encoding.model_inputs) == expected_inputs
+    assert all(sum(flags) == 2 for flags in encoding.special)  # one start, one end token
+    with torch.no_grad():
+        by_ids = family_adapter.logits(encoding)
+        by_embeds = family_adapter.logits(
+            encoding, inputs_embeds=family_adapter.word_embeddings(encoding.input_ids)
+        )
+        alone = torch.cat([family_adapter.logits(family_adapter.encode([t])) for t in TEXTS])
+    torch.testing.assert_close(by_embeds, by_ids, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(alone, by_ids, rtol=1e-4, atol=1e-5)  # padding changes nothing
+
+
+@pytest.mark.parametrize("method", sorted(REGISTRY))
+def test_every_explainer_runs_on_every_family(family_adapter: ModelAdapter, method: str) -> None:
+    results = make_explainer(method, family_adapter, **params_for(method)).explain(TEXTS)
+    for e, tokens in zip(results, family_adapter.encode(TEXTS).tokens, strict=True):
+        assert list(e.tokens) == tokens
+        assert len(e.scores) == len(e.tokens)
+        assert all(math.isfinite(s) for s in e.scores)
+        assert all(e.text[w.start : w.end] == w.text for w in e.words)
+        if e.text != TEXT:  # no punctuation: the whitespace words
+            assert [w.text for w in e.words] == e.text.split()
+
+
+def test_integrated_gradients_on_every_family(family_adapter: ModelAdapter) -> None:
+    explainer = make_explainer("integrated_gradients", family_adapter, n_steps=32)
+    results = explainer.explain(TEXTS, target=1)
+    encoding = family_adapter.encode(TEXTS)
+    with torch.no_grad():
+        logits = family_adapter.logits(encoding)[:, 1].numpy()
+    for i, e in enumerate(results):
+        # f(x) on the embeddings path is the model's own logit for the token ids.
+        assert e.quality["f_x"] == pytest.approx(float(logits[i]), rel=1e-5, abs=1e-6)
+        assert abs(e.delta) <= 0.01 * abs(e.quality["f_x"] - e.quality["f_baseline"]) + 1e-6
+        assert all(s == 0.0 for s, special in zip(e.scores, e.special, strict=True) if special)
+        [alone] = explainer.explain([e.text], target=1)
+        scale = np.abs(e.scores).max()
+        np.testing.assert_allclose(alone.scores, e.scores, atol=1e-4 * scale + 1e-7)
+
+
+def test_family_truncates_long_texts(family_adapter: ModelAdapter) -> None:
+    # max_length comes from the config (RoBERTa: 2 positions fewer) and must fit the model.
+    assert family_adapter.max_length == 64
+    long_text = " ".join(["the movie was good"] * 40)
+    with pytest.warns(TruncationWarning, match="tokens were dropped"):
+        [e] = make_explainer("grad_x_input", family_adapter).explain([long_text])
+    assert len(e.tokens) == 64 and e.special[0] and e.special[-1]
+    assert e.truncated_tokens > 0
+    assert all(math.isfinite(s) for s in e.scores)
