@@ -30,6 +30,12 @@ PARAM_OPTIONS: dict[str, str] = {
     "layer": "layer",
     "head": "head",
     "max_batch_tokens": "max_batch_tokens",
+    "budget": "budget",
+    "seed": "seed",
+    "features": "features",
+    "span_size": "span_size",
+    "masking": "masking",
+    "window": "window",
 }
 
 
@@ -68,12 +74,11 @@ def _resolve_methods(names: Sequence[str] | None, default: Sequence[str]) -> lis
 
 
 def _layer_value(text: str) -> int | str:
-    if text == "mean":
-        return text
+    """An int, or a name such as 'mean' or 'logits' (each method validates its own)."""
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int or 'mean', got {text!r}") from None
+        return text
 
 
 def _load_model(spec: str, device: str, progress: bool = True) -> Any:
@@ -250,6 +255,22 @@ def _explain_file(model: Any, methods: Sequence[str], options: dict[str, Any], a
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.which == "alerts":
+        from .demo.alerts import run_alerts_demo
+
+        return run_alerts_demo(
+            rebuild=args.rebuild,
+            cache_dir=args.cache_dir,
+            n_alerts=args.texts if args.texts_given else 6,
+            methods=_resolve_methods(args.method, ["grad_x_input", "integrated_gradients"]),
+            serve=args.serve,
+            host=args.host,
+            port=args.port,
+            out=sys.stdout,
+            progress=args.progress,
+        )
+    if args.serve:
+        raise InvalidParameterError("--serve goes with `textlens demo alerts`; use `textlens serve demo` for the sentiment model.")
     from .demo.run import run_demo
 
     return run_demo(
@@ -265,6 +286,70 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_layers(args: argparse.Namespace) -> int:
+    from .layers import heatmap_png, layer_sweep
+
+    if args.layer is not None and args.all_layers:
+        raise InvalidParameterError("Give --layer N or --all-layers, not both.")
+    model = _load_model(args.model, args.device)
+    params: dict[str, Any] = {}
+    if args.seed is not None:
+        params["seed"] = args.seed
+    layers = None if args.layer is None else [args.layer]
+    sweeps = layer_sweep(model, list(args.text), layers=layers, positions=args.positions, **params)
+    if args.format == "json":
+        for sweep in sweeps:
+            print(json.dumps(sweep.to_dict(), ensure_ascii=False))
+    else:
+        for sweep in sweeps:
+            _print_sweep(sweep)
+    png = heatmap_png(sweeps) if (args.png or args.html) else None
+    if args.png:
+        Path(args.png).write_bytes(png or b"")
+        print(f"PNG heatmap: {Path(args.png).resolve()}", file=sys.stderr)
+    if args.html:
+        from .report.layers import write_layers_html
+
+        print(f"HTML report: {write_layers_html(args.html, sweeps, png=png)}", file=sys.stderr)
+    return 0
+
+
+def _print_sweep(sweep: Any) -> None:
+    print(sweep.text)
+    print("  sigma per word (small = the layer still depends on the word):")
+    width = max(len(w) for w in sweep.words)
+    header = "  " + " " * width + "".join(f"{'L' + str(layer):>9}" for layer in sweep.layers)
+    print(header)
+    for j, word in enumerate(sweep.words):
+        row = "".join(f"{sweep.word_sigma[i][j]:9.3g}" for i in range(len(sweep.layers)))
+        print(f"  {word.ljust(width)}{row}")
+    print()
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import leaderboard, load_evaluation_data
+
+    methods = None if args.methods is None else _resolve_methods([m.strip() for m in args.methods.split(",") if m.strip()], [])
+    data = load_evaluation_data(args.input, limit=args.limit)
+    model = _load_model(args.model, args.device)
+    board = leaderboard(model, data, methods, budget_ms=args.budget_ms, masking=args.masking)
+    if args.format == "json":
+        print(json.dumps(board.to_dict(), ensure_ascii=False))
+    else:
+        print(board.to_text(color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+    if args.html:
+        from .report.evaluation import write_evaluation_html
+
+        print(f"HTML report: {write_evaluation_html(args.html, board)}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.__main__ import main as serve_main
+
+    return serve_main([args.model, *args.server_args])
+
+
 # ---------------------------------------------------------------------------- parser
 def _add_method_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method parameters (each goes to the chosen methods that take it)")
@@ -274,8 +359,14 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target-delta", type=float, help="integrated_gradients: adaptive steps until |delta| <= this fraction of |f(x)-f(baseline)|")
     g.add_argument("--max-steps", type=int, help="integrated_gradients: cap on adaptive steps per text")
     g.add_argument("--explained-output", choices=["logit", "probability"], help="gradient methods: explain the target logit (default) or its probability")
-    g.add_argument("--layer", type=_layer_value, help="attention: layer index or 'mean'")
+    g.add_argument("--layer", type=_layer_value, help="attention: layer index (0-based, negative from the top) or 'mean'; information: layer 1..L or logits/pooled")
     g.add_argument("--head", type=_layer_value, help="attention: head index or 'mean'")
+    g.add_argument("--budget", type=int, help="lime/shap: model evaluations per text")
+    g.add_argument("--seed", type=int, help="lime/shap: random seed (same seed, same result)")
+    g.add_argument("--features", help="perturbation methods: word (default), token, span, sentence")
+    g.add_argument("--span-size", type=int, help="perturbation methods with --features span: tokens per span")
+    g.add_argument("--masking", help="perturbation methods: mask (default), pad or delete")
+    g.add_argument("--window", type=int, help="occlusion: sliding window width in features")
     g.add_argument("--max-batch-tokens", type=int, help="bound on rows x tokens per model call (memory)")
 
 
@@ -304,16 +395,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_method_options(p)
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("demo", help="fine-tune (first run) and explain the demo sentiment model")
+    p = sub.add_parser("demo", help="fine-tune (first run) and explain a demo model: sentiment (default) or alerts")
+    p.add_argument("which", nargs="?", choices=["sentiment", "alerts"], default="sentiment")
+    p.add_argument("--serve", action="store_true", help="alerts: start the server with the alert model afterwards")
+    p.add_argument("--host", default="127.0.0.1", help="alerts --serve: interface (default loopback)")
+    p.add_argument("--port", type=int, default=8000, help="alerts --serve: port")
     p.add_argument("--rebuild", action="store_true", help="retrain even if a cached model exists")
     p.add_argument("--cache-dir", type=Path, help="where the demo model is cached")
     p.add_argument("--html", default="textlens-demo.html", help="report path (default ./textlens-demo.html)")
-    p.add_argument("--texts", type=int, default=12, help="held-out tweets to explain")
+    p.add_argument("--texts", type=int, default=None, help="held-out texts to explain (12 tweets / 6 alerts)")
     p.add_argument("--method", "-m", action="append", help="methods (default: all registered)")
     p.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("layers", help="how much of each word survives into each layer (Guan et al. 2019)")
+    p.add_argument("model", help="a local model folder, or 'demo'")
+    p.add_argument("text", nargs="+", help="one or a few texts")
+    p.add_argument("--layer", type=int, help="one layer (1..L)")
+    p.add_argument("--all-layers", action="store_true", help="every layer 1..L (the default)")
+    p.add_argument("--positions", choices=["all", "cls"], default="all", help="Phi = all positions of the layer output, or [CLS]")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--html", help="write the layers x words heatmap as HTML")
+    p.add_argument("--png", help="write the heatmap as a PNG")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("evaluate", help="faithfulness, agreement, sanity... of every method on your data: a leaderboard")
+    p.add_argument("model", help="a local model folder, or 'demo'")
+    p.add_argument("--input", required=True, help="JSONL/CSV with 'text' (optional 'label', 'rationale', 'planted')")
+    p.add_argument("--methods", help="comma-separated methods (default: all registered)")
+    p.add_argument("--limit", type=int, help="use the first N examples")
+    p.add_argument("--budget-ms", type=float, help="recommend the best method within this time per text")
+    p.add_argument("--masking", choices=["mask", "delete", "pad"], default="mask")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--html", help="write the leaderboard report here")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("serve", help="HTTP service + web page for online explanations (see --help of python -m textlens.server)")
+    p.add_argument("model", help="a local model folder, 'demo' or 'demo-alerts'")
+    p.add_argument("server_args", nargs=argparse.REMAINDER, help="--host, --port, --method, --api-key, --steps, --no-batching, ...")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -330,6 +455,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     _set_threads(args.threads)
+    if getattr(args, "command", None) == "demo":
+        args.texts_given = args.texts is not None
+        args.texts = args.texts if args.texts is not None else 12
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", TruncationWarning)

@@ -80,6 +80,20 @@ def _group_by_text(explanations: Sequence[Explanation]) -> list[list[Explanation
     return list(groups.values())
 
 
+def _environment() -> Any:
+    """The Jinja2 environment for textlens templates (autoescaped)."""
+    try:
+        import jinja2
+    except ImportError as exc:  # pragma: no cover - jinja2 is a core dependency
+        raise MissingDependencyError("HTML reports need jinja2: pip install jinja2") from exc
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("textlens", "report/templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
 def render_html(
     explanations: Sequence[Explanation],
     *,
@@ -91,18 +105,9 @@ def render_html(
     Explanations of the same text (e.g. by several methods) share one section, in order
     of first appearance. ``summary`` lines are shown at the top.
     """
-    try:
-        import jinja2
-    except ImportError as exc:  # pragma: no cover - jinja2 is a core dependency
-        raise MissingDependencyError("HTML reports need jinja2: pip install jinja2") from exc
     from .. import __version__
 
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("textlens", "report/templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = _environment()
     env.filters["num"] = lambda v, d=3: "–" if v is None else f"{v:+.{d}g}" if isinstance(v, float) else v
     sections = []
     for group in _group_by_text(explanations):
