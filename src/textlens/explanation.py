@@ -4,7 +4,8 @@ An :class:`Explanation` is pure data: the text, its tokens with character offset
 score per token, the prediction, the explained target, the method and its parameters,
 and quality figures such as the integrated-gradients completeness delta. Scores can be
 aggregated to words (from the tokenizer's word ids, so WordPiece, BPE and SentencePiece
-all work) and the whole object round-trips through JSON.
+all work) or, for a text rendered from a structured record, to the record's fields
+(see :mod:`textlens.records`), and the whole object round-trips through JSON.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any, Literal
 
 from .errors import InvalidParameterError
 
-__all__ = ["Explanation", "Span"]
+__all__ = ["Explanation", "Field", "Span"]
 
-Level = Literal["token", "word"]
-LEVELS: tuple[str, ...] = ("token", "word")
+Level = Literal["token", "word", "field"]
+LEVELS: tuple[str, ...] = ("token", "word", "field")
 SCHEMA_VERSION = 1
 
 
@@ -41,6 +42,26 @@ class Span:
     start: int
     end: int
     tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Field(Span):
+    """A field of a structured record, as rendered into the explained text.
+
+    A :class:`Span` over the field's value (``text[start:end] == value``; ``tokens`` are
+    the value's tokens; the key and separators of the record template belong to no
+    field) that also knows the field's name.
+
+    Attributes
+    ----------
+    name : str
+        The record's key, e.g. ``"process"``.
+    value : str
+        The value as rendered, e.g. ``"backup.exe"``.
+    """
+
+    name: str = ""
+    value: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,9 @@ class Explanation:
         How many tokens were dropped because the text exceeded the model's maximum length.
     uncertainty : tuple of float or None
         Per-token standard error for sampled methods, else None.
+    fields : tuple of Field or None
+        The record fields the text was rendered from (see :mod:`textlens.records`),
+        else None for plain text.
     """
 
     text: str
@@ -97,6 +121,7 @@ class Explanation:
     quality: dict[str, Any] = field(default_factory=dict)
     truncated_tokens: int = 0
     uncertainty: tuple[float, ...] | None = None
+    fields: tuple[Field, ...] | None = None
 
     # ------------------------------------------------------------------ prediction
     @property
@@ -116,40 +141,75 @@ class Explanation:
 
     @property
     def delta(self) -> float | None:
-        """Completeness delta (sum of attributions - (f(x) - f(baseline))), if the method has one."""
+        """Completeness delta, sum(attributions) - (f(x) - f(baseline)), if the method has one."""
         value = self.quality.get("delta")
         return None if value is None else float(value)
 
     # ------------------------------------------------------------------ aggregation
     @property
     def words(self) -> tuple[Span, ...]:
-        """The words of the text, from the tokenizer's word ids (special tokens excluded)."""
+        """The words of the text, from the tokenizer's word ids (special tokens excluded).
+
+        Spans are trimmed of whitespace (SentencePiece's '▁' tokens cover the space before
+        a word), and a group of tokens that covers only whitespace (a lone '▁' or 'Ġ' for a
+        double space) joins the next word, so every non-special token is in one word.
+        """
         groups: dict[int, list[int]] = {}
         for index, word in enumerate(self.word_ids):
             if word is not None and not self.special[index]:
                 groups.setdefault(word, []).append(index)
-        return tuple(self._span(indices) for _, indices in sorted(groups.items()))
+        words: list[list[int]] = []
+        blank: list[int] = []
+        for _, indices in sorted(groups.items()):
+            if self._span(indices).text:
+                words.append(blank + indices)
+                blank = []
+            else:
+                blank += indices
+        if blank and words:
+            words[-1] += blank
+        elif blank:
+            words.append(blank)
+        return tuple(self._span(indices) for indices in words)
 
     @property
     def word_scores(self) -> tuple[float, ...]:
         """Scores summed over each word's tokens."""
         return self.aggregate_spans(self.words)
 
+    @property
+    def field_scores(self) -> tuple[float, ...]:
+        """Scores summed over each record field's tokens (see :meth:`aggregate`)."""
+        return self.aggregate_spans(self._require_fields())
+
+    def _require_fields(self) -> tuple[Field, ...]:
+        if self.fields is None:
+            raise InvalidParameterError(
+                "This explanation has no fields: it was made from plain text. Explain a "
+                "record (textlens.records.explain_records) to get field scores, or use "
+                "level='word'."
+            )
+        return self.fields
+
     def aggregate_spans(self, spans: Sequence[Span]) -> tuple[float, ...]:
         """Sum token scores over each span (attributions are additive)."""
         return tuple(math.fsum(self.scores[i] for i in span.tokens) for span in spans)
 
     def aggregate(self, level: str = "word") -> tuple[tuple[str, ...], tuple[float, ...]]:
-        """Return ``(units, scores)`` at ``level`` ('token' or 'word').
+        """Return ``(units, scores)`` at ``level`` ('token', 'word' or 'field').
 
         At token level the special tokens are kept; at word level they are dropped and
-        sub-word scores are summed.
+        sub-word scores are summed; at field level (records only) the units are the field
+        names and each score is the sum over the field's tokens.
         """
         if level == "token":
             return self.tokens, self.scores
         if level == "word":
             words = self.words
             return tuple(w.text for w in words), self.aggregate_spans(words)
+        if level == "field":
+            fields = self._require_fields()
+            return tuple(f.name for f in fields), self.aggregate_spans(fields)
         raise InvalidParameterError(
             f"The 'level' parameter must be one of {', '.join(map(repr, LEVELS))}. Got {level!r}."
         )
@@ -163,6 +223,10 @@ class Explanation:
     def _span(self, indices: Sequence[int]) -> Span:
         start = min(self.offsets[i][0] for i in indices)
         end = max(self.offsets[i][1] for i in indices)
+        while start < end and self.text[start].isspace():
+            start += 1
+        while end > start and self.text[end - 1].isspace():
+            end -= 1
         return Span(self.text[start:end], start, end, tuple(indices))
 
     # ------------------------------------------------------------------ JSON
@@ -196,12 +260,27 @@ class Explanation:
             "delta": self.delta,
             "quality": dict(self.quality),
             "truncated_tokens": self.truncated_tokens,
+            "fields": None
+            if self.fields is None
+            else [
+                {
+                    "name": f.name,
+                    "value": f.value,
+                    "start": f.start,
+                    "end": f.end,
+                    "tokens": list(f.tokens),
+                    "score": score,
+                }
+                for f, score in zip(self.fields, self.aggregate_spans(self.fields), strict=True)
+            ],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Explanation:
         """Rebuild an explanation from :meth:`to_dict` output."""
         uncertainty = data.get("uncertainty")
+        fields = data.get("fields")
+        text = data["text"]
         return cls(
             text=data["text"],
             tokens=tuple(data["tokens"]),
@@ -218,6 +297,19 @@ class Explanation:
             quality=dict(data.get("quality", {})),
             truncated_tokens=int(data.get("truncated_tokens", 0)),
             uncertainty=None if uncertainty is None else tuple(float(u) for u in uncertainty),
+            fields=None
+            if fields is None
+            else tuple(
+                Field(
+                    text[int(f["start"]) : int(f["end"])],
+                    int(f["start"]),
+                    int(f["end"]),
+                    tuple(int(t) for t in f["tokens"]),
+                    name=f["name"],
+                    value=f["value"],
+                )
+                for f in fields
+            ),
         )
 
     def to_html(self) -> str:

@@ -1,27 +1,27 @@
 """The alert-triage demo: synthetic security alerts, a MiniLM classifier, explanations per field.
 
 The generator writes realistic-looking alerts (JSON records) with eight fields. The label
-follows one documented rule over **two deciding fields**, ``process`` and ``user``,
-modelled on two common triage heuristics:
+follows one documented rule over **two deciding fields**, ``process`` and ``user``: a
+triage score in the style of SOC playbooks,
 
-* a *person* running a dual-use admin tool that attackers favour
-  (:data:`ADMIN_TOOLS`, e.g. ``procdump.exe``, ``ntdsutil.exe``) is a ``true_threat``,
-  while a *service account* running those tools is scheduled maintenance
-  (``false_positive``);
-* a *service account* running an interactive program (:data:`INTERACTIVE_APPS`, e.g.
-  ``chrome.exe``, ``outlook.exe``) is a misused or compromised account
-  (``true_threat``), while a person doing so is ordinary work (``false_positive``).
+    risk = PROCESS_POINTS[process] + USER_POINTS[user];  true_threat iff risk > 0
 
-In short: ``true_threat`` iff (process is an admin tool) XOR (user is a service account,
-:data:`SERVICE_ACCOUNTS`). Neither field decides alone and there is no default class, so
-a model that is right must read both fields of every alert.
+with :data:`PROCESS_POINTS` = +2 for attack tools (``mimikatz.exe``...), +1 for dual-use
+admin tools (``procdump.exe``...), -1 for interactive programs (``chrome.exe``...), -2
+for maintenance binaries (``backup.exe``...), and :data:`USER_POINTS` = +2 for unknown or
+disabled accounts (``guest``...), +1 for people (``j.doe``...), -1 for service accounts
+(``svc_backup``...), -2 for IT administrators (``it_admin``...). Both fields carry
+points in every alert, so a model that is right must read both.
 
 The other six fields are **distractors**: drawn independently of the label, many of
 their values look alarming (rule ``Credential Dumping Detected``, severity ``critical``,
 destination ``203.0.113.7`` port ``4444``, parent ``powershell.exe``) yet never decide.
 A faithful explanation therefore puts ``process`` and ``user`` first.
 
-Alerts are balanced over the four (process kind, user kind) cells, so half are threats.
+Alerts are balanced: half are threats, each drawn from the (process kind, user kind)
+cells of its class with equal probability. Training alerts leave out each distractor
+field with probability :data:`TRAIN_DROP_DISTRACTORS` (sensors differ in what they
+report); held-out alerts are complete.
 
 :func:`build_alerts_model` fine-tunes the shipped all-MiniLM-L6-v2 weights on a few
 hundred rendered alerts with the sentiment demo's machinery (:mod:`textlens.demo.build`),
@@ -46,13 +46,12 @@ from ..records import RecordTemplate, read_template, save_template
 from . import build as _build
 
 __all__ = [
-    "ADMIN_TOOLS",
     "ALERT_FIELDS",
     "ALERT_LABELS",
     "ALERT_TEMPLATE",
     "DECIDING_FIELDS",
-    "INTERACTIVE_APPS",
-    "SERVICE_ACCOUNTS",
+    "PROCESS_POINTS",
+    "USER_POINTS",
     "Alert",
     "AlertsModelInfo",
     "alert_label",
@@ -61,6 +60,7 @@ __all__ = [
     "default_alerts_cache_dir",
     "generate_alerts",
     "read_cached_alerts_model",
+    "risk_points",
     "run_alerts_demo",
 ]
 
@@ -82,18 +82,25 @@ DECIDING_FIELDS: tuple[str, str] = ("process", "user")
 #: How an alert is rendered for the model (stored with the model as ``textlens.json``).
 ALERT_TEMPLATE = RecordTemplate(fields=ALERT_FIELDS, missing="skip", unknown="error")
 
-#: Dual-use admin tools that attackers favour.
-ADMIN_TOOLS = (
-    "procdump.exe", "psexec.exe", "ntdsutil.exe", "vssadmin.exe",
-    "certutil.exe", "wmic.exe", "plink.exe", "nltest.exe",
-)  # fmt: skip
-#: Programs a person uses interactively.
-INTERACTIVE_APPS = (
-    "chrome.exe", "teams.exe", "outlook.exe", "winword.exe",
-    "excel.exe", "firefox.exe", "slack.exe", "acrord32.exe",
-)  # fmt: skip
-SERVICE_ACCOUNTS = ("svc_backup", "svc_patch", "svc_scanner", "svc_sql", "svc_deploy")
-PEOPLE = ("j.doe", "a.martin", "k.singh", "m.garcia", "l.chen", "r.okafor", "s.novak", "t.nguyen")
+#: Risk points of each process, by kind: attack tools, dual-use admin tools,
+#: interactive programs, maintenance binaries.
+PROCESS_POINTS: dict[int, tuple[str, ...]] = {
+    2: ("mimikatz.exe", "lazagne.exe", "rubeus.exe", "sharphound.exe"),
+    1: ("procdump.exe", "psexec.exe", "certutil.exe", "wmic.exe"),
+    -1: ("chrome.exe", "outlook.exe", "teams.exe", "winword.exe"),
+    -2: ("backup.exe", "msiexec.exe", "defrag.exe", "sqlservr.exe"),
+}
+#: Risk points of each user, by kind: unknown or disabled accounts, people, service
+#: accounts, IT administrators.
+USER_POINTS: dict[int, tuple[str, ...]] = {
+    2: ("guest", "temp_admin", "unknown_user", "disabled_acct"),
+    1: ("j.doe", "a.martin", "k.singh", "m.garcia", "l.chen", "r.okafor"),
+    -1: ("svc_backup", "svc_patch", "svc_scanner", "svc_sql"),
+    -2: ("it_admin", "secops_admin", "helpdesk_lead"),
+}
+_CELLS = [(p, u) for p in PROCESS_POINTS for u in USER_POINTS]
+_THREAT_CELLS = [c for c in _CELLS if sum(c) > 0]
+_BENIGN_CELLS = [c for c in _CELLS if sum(c) <= 0]
 # Distractors: independent of the label.
 RULES = (
     "Credential Dumping Detected", "Suspicious PowerShell Execution", "Lateral Movement via SMB",
@@ -102,13 +109,23 @@ RULES = (
 )  # fmt: skip
 SEVERITIES = ("low", "medium", "high", "critical")
 HOST_PREFIXES = ("fin-ws", "hr-ws", "dev-lt", "srv-db", "srv-file", "dc")
-PARENTS = ("cmd.exe", "powershell.exe", "explorer.exe", "services.exe", "wscript.exe", "taskeng.exe")  # noqa: E501
+PARENTS = (
+    "cmd.exe",
+    "powershell.exe",
+    "explorer.exe",
+    "services.exe",
+    "wscript.exe",
+    "taskeng.exe",
+)
 EXTERNAL_NETS = ("203.0.113", "198.51.100", "192.0.2")  # documentation ranges (RFC 5737)
 PORTS = (4444, 3389, 445, 443, 8080, 53, 22, 135)
 
 DEFAULT_N_TRAIN = 600
-DEFAULT_EPOCHS = 2
+DEFAULT_EPOCHS = 4
 DEFAULT_N_HELDOUT = 200
+#: Training alerts leave out each distractor field with this probability, so the model
+#: learns that they are optional (held-out alerts are complete).
+TRAIN_DROP_DISTRACTORS = 0.3
 _CACHE_SUBDIR = "demo-alerts-minilm"
 _KIND = "alerts"
 
@@ -126,31 +143,49 @@ class Alert:
         return ALERT_TEMPLATE.render(self.record).text
 
 
+def risk_points(record: dict[str, Any]) -> int:
+    """The rule's score: process points + user points (see the module docstring)."""
+    process = next(k for k, names in PROCESS_POINTS.items() if record["process"] in names)
+    user = next(k for k, names in USER_POINTS.items() if record["user"] in names)
+    return process + user
+
+
 def alert_label(record: dict[str, Any]) -> str:
-    """The documented rule: threat iff (admin tool) XOR (service account)."""
-    admin_tool = record["process"] in ADMIN_TOOLS
-    service_account = record["user"] in SERVICE_ACCOUNTS
-    return ALERT_LABELS[int(admin_tool != service_account)]
+    """The documented rule: ``true_threat`` iff :func:`risk_points` > 0."""
+    return ALERT_LABELS[int(risk_points(record) > 0)]
 
 
-def generate_alerts(n: int, *, seed: int = 0) -> list[Alert]:
-    """``n`` alerts, balanced over the four (process kind, user kind) cells; reproducible."""
+def generate_alerts(n: int, *, seed: int = 0, drop_distractors: float = 0.0) -> list[Alert]:
+    """``n`` alerts, half of them threats; reproducible from ``seed``.
+
+    With ``drop_distractors`` > 0, each distractor field is left out of an alert with
+    that probability (alerts from different sensors carry different fields); the
+    deciding fields are always present.
+    """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if not 0.0 <= drop_distractors < 1.0:
+        raise ValueError(f"drop_distractors must be in [0, 1), got {drop_distractors}")
     rng = random.Random(seed)
     alerts = []
     for i in range(n):
-        admin_tool, service_account = bool(i % 2), bool((i // 2) % 2)
+        process_points, user_points = rng.choice(_THREAT_CELLS if i % 2 == 0 else _BENIGN_CELLS)
         record = {
             "rule": rng.choice(RULES),
             "severity": rng.choice(SEVERITIES),
             "host": f"{rng.choice(HOST_PREFIXES)}-{rng.randint(1, 120):03d}",
-            "user": rng.choice(SERVICE_ACCOUNTS if service_account else PEOPLE),
-            "process": rng.choice(ADMIN_TOOLS if admin_tool else INTERACTIVE_APPS),
+            "user": rng.choice(USER_POINTS[user_points]),
+            "process": rng.choice(PROCESS_POINTS[process_points]),
             "parent_process": rng.choice(PARENTS),
             "dst_ip": _destination(rng),
             "dst_port": rng.choice(PORTS),
         }
+        if drop_distractors > 0:
+            record = {
+                k: v
+                for k, v in record.items()
+                if k in DECIDING_FIELDS or rng.random() >= drop_distractors
+            }
         alerts.append(Alert(record, alert_label(record)))
     rng.shuffle(alerts)
     return alerts
@@ -265,7 +300,7 @@ def build_alerts_model(
         raise ValueError(
             f"need epochs >= 1, n_train >= 2, n_heldout >= 1; got {epochs}, {n_train}, {n_heldout}"
         )
-    train = generate_alerts(n_train, seed=seed)
+    train = generate_alerts(n_train, seed=seed, drop_distractors=TRAIN_DROP_DISTRACTORS)
     seen = {a.text for a in train}
     heldout = [
         a
@@ -325,8 +360,9 @@ def _train_into(
         "kind": _KIND,
         "base_model": _build.BASE_MODEL_NAME,
         "labels": list(ALERT_LABELS),
-        "rule": "true_threat iff (process in ADMIN_TOOLS) xor (user in SERVICE_ACCOUNTS)",
+        "rule": "true_threat iff PROCESS_POINTS[process] + USER_POINTS[user] > 0",
         "deciding_fields": list(DECIDING_FIELDS),
+        "train_drop_distractors": TRAIN_DROP_DISTRACTORS,
         "accuracy": accuracy,
         "n_train": len(train),
         "n_heldout": len(heldout),
@@ -393,7 +429,7 @@ def run_alerts_demo(
         f"Alert-triage model: MiniLM-L6 ({source}) at {info.path}\n"
         f"Held-out accuracy: {info.accuracy:.3f} on {len(info.heldout)} alerts "
         f"({info.n_train} training alerts, {info.epochs} epochs)\n"
-        f"Rule: true_threat iff (process is an admin tool) XOR (user is a service account); "
+        f"Rule: true_threat iff process points + user points > 0; "
         f"deciding fields: {', '.join(DECIDING_FIELDS)}\n\n"
     )
     model = load(info.path)

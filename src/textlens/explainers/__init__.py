@@ -13,6 +13,8 @@ from ..model import ModelAdapter
 from .attention import Attention, AttentionRollout
 from .base import Explainer, Scores
 from .gradient import GradientXInput, IntegratedGradients, Saliency
+from .information import InformationLoss
+from .perturbation import Lime, Occlusion, Shap
 
 __all__ = [
     "REGISTRY",
@@ -33,6 +35,10 @@ REGISTRY: dict[str, type[Explainer]] = {
     "saliency": Saliency,
     "grad_x_input": GradientXInput,
     "integrated_gradients": IntegratedGradients,
+    "occlusion": Occlusion,
+    "lime": Lime,
+    "shap": Shap,
+    "information": InformationLoss,
 }
 
 

@@ -1,0 +1,310 @@
+"""Benchmark: the fast information explainer against the published reference procedure.
+
+Guan et al. (ICML 2019, https://proceedings.mlr.press/v97/guan19a.html) fit the noise of
+one sentence at a time with Adam, one noise sample per step, for 5,000 steps. That
+reference loop is implemented here from the equations (it shares only ``Phi`` and ``r``
+with the library) and run in the same process as the fast version, on the demo model:
+
+* Phi = output of layer 3 (all positions) and Phi = logits;
+* seconds per sentence, fast vs reference (process CPU time, which the other jobs on a
+  shared machine do not inflate, and wall time);
+* Spearman correlation of each sentence's sigma ranking, fast vs reference;
+* the full layer sweep (every layer) of one ~30-word sentence.
+
+The reference costs minutes per sentence on a CPU, so ``--reference-sentences N`` runs it
+on the first N sentences only (the output says how many); the fast version always runs
+on all of them.
+
+    python benchmarks/bench_information.py                         # defaults
+    python benchmarks/bench_information.py --reference-sentences 30  # the full comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from textlens.explainers.information import InformationLoss
+from textlens.layers import layer_sweep
+from textlens.model import ModelAdapter
+
+RESULTS = Path(__file__).parent / "results"
+SWEEP_TEXT = (
+    "We waited almost three hours at the gate without any update from the staff, and when the "
+    "flight finally boarded the crew were friendly but the seats were broken and dirty"
+)
+
+
+# ---------------------------------------------------------------------------- the reference
+def reference_fit(
+    explainer: InformationLoss, text: str, *, steps: int, learning_rate: float, seed: int
+) -> np.ndarray:
+    """The published procedure for one sentence: Adam on theta, one noise sample per step.
+
+    sigma = scale * sigmoid(theta); each step draws eps ~ N(0, sigma^2 I) for every
+    non-special token, and minimises
+    ``mean_j (Phi_j(x + eps) - s_j)^2 / r_j^2 - lam * mean_i log sigma_i``
+    (the same objective and the same starting point as the fast version).
+    Returns sigma of the non-special tokens after ``steps`` steps.
+    """
+    model = explainer.model
+    encoding = model.encode([text])
+    r = torch.as_tensor(explainer.spread(), dtype=torch.float32)
+    state = explainer.state
+    with torch.no_grad():
+        x = model.word_embeddings(encoding.input_ids).float()
+        s = state(encoding, x)
+    noisy_tokens = ~torch.tensor(encoding.special[0])
+    scale = explainer.effective_scale
+    theta = torch.full((x.shape[1],), explainer.initial_theta, requires_grad=True)
+    optimizer = torch.optim.Adam([theta], lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        sigma = scale * torch.sigmoid(theta) * noisy_tokens
+        eps = torch.randn(x.shape, generator=generator) * sigma[None, :, None]
+        distortion = (((state(encoding, x + eps) - s) / r) ** 2).mean()
+        loss = distortion - explainer.lam * torch.log(sigma[noisy_tokens]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return (scale * torch.sigmoid(theta))[noisy_tokens].numpy().astype(np.float64)
+
+
+# ---------------------------------------------------------------------------- measuring
+class Clock:
+    """Wall and process-CPU seconds of a block."""
+
+    def __enter__(self) -> Clock:
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = time.process_time() - self.cpu0
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation of two sigma vectors (ties get average ranks); 1.0 if both are constant."""
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return 1.0
+    value = spearmanr(a, b).correlation
+    return float(value) if value == value else 0.0
+
+
+def compare_state(
+    model: ModelAdapter,
+    texts: list[str],
+    layer: int | str,
+    *,
+    reference_sentences: int,
+    reference_steps: int,
+    reference_lr: float,
+    seed: int,
+) -> dict[str, Any]:
+    explainer = InformationLoss(model, layer=layer, seed=seed)
+    explainer.spread()  # computes and caches r (not timed: a one-off per model and layer)
+    encoding = model.encode(texts)
+    with Clock() as fast_clock:
+        fits = explainer.fit(encoding)
+    fast_sigma = [f.sigma[~np.isnan(f.sigma)] for f in fits]
+    with Clock() as other_seed_clock:
+        other = InformationLoss(model, layer=layer, seed=seed + 1).fit(encoding)
+    self_rho = [spearman(a, b.sigma[~np.isnan(b.sigma)]) for a, b in zip(fast_sigma, other, strict=True)]
+
+    reference: list[dict[str, Any]] = []
+    for i, text in enumerate(texts[:reference_sentences]):
+        with Clock() as clock:
+            sigma = reference_fit(explainer, text, steps=reference_steps, learning_rate=reference_lr, seed=seed)
+        rho = spearman(fast_sigma[i], sigma)
+        reference.append({"index": i, "tokens": int(len(sigma)), "wall_s": clock.wall, "cpu_s": clock.cpu,
+                          "spearman": rho})
+        print(f"  reference {i + 1}/{reference_sentences}: {clock.cpu:.1f} s CPU, spearman {rho:.3f}",
+              flush=True)
+
+    n = len(texts)
+    result: dict[str, Any] = {
+        "state": explainer.state.describe(),
+        "layer": layer,
+        "sentences": n,
+        "params": explainer.get_params(),
+        "fast": {
+            "total_wall_s": fast_clock.wall,
+            "total_cpu_s": fast_clock.cpu,
+            "wall_s_per_sentence": fast_clock.wall / n,
+            "cpu_s_per_sentence": fast_clock.cpu / n,
+            "iterations": [f.iterations for f in fits],
+            "median_iterations": statistics.median(f.iterations for f in fits),
+            "converged": sum(f.converged for f in fits),
+            "other_seed_cpu_s_per_sentence": other_seed_clock.cpu / n,
+            "spearman_vs_other_seed": {"median": statistics.median(self_rho), "min": min(self_rho)},
+        },
+        "reference": {
+            "sentences": len(reference),
+            "steps": reference_steps,
+            "learning_rate": reference_lr,
+            "samples_per_step": 1,
+            "per_sentence": reference,
+        },
+    }
+    if reference:
+        ref_cpu = statistics.mean(r["cpu_s"] for r in reference)
+        ref_wall = statistics.mean(r["wall_s"] for r in reference)
+        fast_cpu = statistics.mean(_fast_share(fast_clock.cpu, fits, r["index"]) for r in reference)
+        rhos = [r["spearman"] for r in reference]
+        result["reference"].update({
+            "cpu_s_per_sentence": ref_cpu,
+            "wall_s_per_sentence": ref_wall,
+        })
+        result["speedup_cpu"] = ref_cpu / (fast_clock.cpu / n)
+        result["speedup_wall"] = ref_wall / (fast_clock.wall / n)
+        result["speedup_cpu_same_sentences"] = ref_cpu / fast_cpu
+        result["spearman"] = {"median": statistics.median(rhos), "min": min(rhos), "mean": statistics.mean(rhos)}
+    return result
+
+
+def _fast_share(total_cpu: float, fits: list[Any], index: int) -> float:
+    """The fast version's CPU time attributed to one sentence (by its share of steps x tokens)."""
+    work = [f.iterations * len(f.sigma) for f in fits]
+    return total_cpu * work[index] / sum(work)
+
+
+def time_sweep(model: ModelAdapter, text: str, seed: int) -> dict[str, Any]:
+    layer_sweep(model, ["warm up"], layers=list(range(1, model.num_layers + 1)), seed=seed)  # caches r
+    with Clock() as clock:
+        [sweep] = layer_sweep(model, [text], seed=seed)
+    return {
+        "text": text,
+        "words": len(sweep.words),
+        "tokens": len(sweep.tokens),
+        "layers": list(sweep.layers),
+        "wall_s": clock.wall,
+        "cpu_s": clock.cpu,
+        "iterations": list(sweep.iterations),
+        "converged": list(sweep.converged),
+        "word_sigma_over_scale": [[round(v / sweep.scale, 4) for v in row] for row in sweep.word_sigma],
+    }
+
+
+# ---------------------------------------------------------------------------- report
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [
+        "# Information explainer (Guan et al. 2019): fast vs reference",
+        "",
+        f"Model: demo sentiment model ({env['model']}), {report['sentences']} held-out sentences "
+        f"(mean {report['mean_tokens']:.1f} tokens). torch {env['torch']}, "
+        f"{env['threads']} thread(s), {env['machine']}. Command: `{report['command']}`.",
+        "",
+        "Times are process CPU seconds (the machine is shared; wall seconds in the JSON). The "
+        "reference is the published loop (Adam, lr "
+        f"{report['states'][0]['reference']['learning_rate']}, one noise sample per step, "
+        f"{report['states'][0]['reference']['steps']} steps, one sentence at a time), run on the "
+        "first N sentences; the fast version runs on all of them, batched.",
+        "",
+        "| Phi | fast s/sentence | reference s/sentence (N) | speedup | Spearman vs reference median (min) | "
+        "fast vs other seed median | median steps |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for state in report["states"]:
+        fast = state["fast"]
+        ref = state["reference"]
+        if ref["sentences"]:
+            ref_cell = f"{ref['cpu_s_per_sentence']:.1f} ({ref['sentences']})"
+            speed = f"{state['speedup_cpu']:.0f}x"
+            rho = f"{state['spearman']['median']:.3f} ({state['spearman']['min']:.3f})"
+        else:
+            ref_cell, speed, rho = "not run", "-", "-"
+        lines.append(
+            f"| {state['state']} | {fast['cpu_s_per_sentence']:.2f} | {ref_cell} | {speed} | {rho} | "
+            f"{fast['spearman_vs_other_seed']['median']:.3f} | {fast['median_iterations']} |"
+        )
+    sweep = report["sweep"]
+    lines += [
+        "",
+        f"Layer sweep of one {sweep['words']}-word sentence ({sweep['tokens']} tokens), layers "
+        f"{sweep['layers'][0]}..{sweep['layers'][-1]}: {sweep['cpu_s']:.1f} s CPU "
+        f"({sweep['wall_s']:.1f} s wall), steps per layer {sweep['iterations']}.",
+        "",
+        "Goal (issue 4): >= 50x faster at median Spearman >= 0.9.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sentences", type=int, default=30)
+    parser.add_argument("--reference-sentences", type=int, default=3,
+                        help="run the reference loop on the first N sentences (default 3)")
+    parser.add_argument("--reference-steps", type=int, default=5000)
+    parser.add_argument("--reference-lr", type=float, default=0.01)
+    parser.add_argument("--layer", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--skip-sweep", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from textlens.demo.build import build_sentiment_model
+
+    info = build_sentiment_model()
+    model = ModelAdapter.from_pretrained(info.path)
+    texts = [e.text for e in info.heldout[: args.sentences]]
+    lengths = model.encode(texts).lengths
+    states = []
+    for layer in (args.layer, "logits"):
+        print(f"Phi = {layer}", flush=True)
+        states.append(compare_state(model, texts, layer, reference_sentences=min(args.reference_sentences, len(texts)),
+                                    reference_steps=args.reference_steps, reference_lr=args.reference_lr,
+                                    seed=args.seed))
+    report: dict[str, Any] = {
+        "command": "python benchmarks/bench_information.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "sentences": len(texts),
+        "mean_tokens": float(np.mean(lengths)),
+        "environment": {
+            "model": str(info.path),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "machine": f"{platform.processor() or platform.machine()}, {_cpu_count()} CPUs (shared)",
+            "python": platform.python_version(),
+        },
+        "states": states,
+        "sweep": None if args.skip_sweep else time_sweep(model, SWEEP_TEXT, args.seed),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "information.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    if report["sweep"] is not None:
+        (args.out / "information.md").write_text(markdown(report))
+        print(markdown(report))
+    return 0
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

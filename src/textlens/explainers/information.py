@@ -1,0 +1,872 @@
+"""Information-based explanations of any hidden state (Guan et al., ICML 2019).
+
+For a hidden state ``s = Phi(x)`` of the input word embeddings ``x``, the method learns
+one noise level ``sigma_i`` per token: Gaussian noise ``eps_i ~ N(0, sigma_i^2 I)`` is
+added to token i's word embedding, and the sigmas minimise
+
+    L(sigma) = E_eps ||Phi(x + eps) - s||^2 / r^2  -  lambda * sum_i log sigma_i,
+
+where ``r`` is the spread of ``Phi`` over a sample of texts. A token that can take much
+noise without moving ``s`` carries little information into ``s`` (large sigma); one
+that ``s`` depends on gets a small sigma. Its information loss is
+``H_i = K/2 log(2 pi e) + K log sigma_i`` (K = embedding size).
+
+Guan, Wang, Zhang, Chen, He & Xie, "Towards a Deep and Unified Understanding of Deep
+Neural Models in NLP", ICML 2019, https://proceedings.mlr.press/v97/guan19a.html.
+
+How this implementation differs from the published procedure (one text at a time,
+one noise sample per step, Adam, 5,000 steps) — same objective, faster optimiser:
+
+* many texts are optimised together in one batch, each with its own sigmas and its own
+  noise stream (seeded from the seed and the text's token ids, so a text gets the same
+  draws alone or in any batch); finished texts leave the batch and waiting ones join;
+* every step averages ``n_samples`` noise draws;
+* the step is a Newton step in ``u = log sigma``: for a locally linear ``Phi`` the
+  distortion term is ``sum_i c_i sigma_i^2``, whose optimum has curvature ``2 lambda/n``
+  in every ``u_i`` whatever ``c_i``, so ``u <- u - rho (dD/du - lambda/n) / (2 lambda/n)``
+  is well scaled for every token and every model;
+* the result is the average of ``log sigma`` over the last window of steps, and a text
+  stops when two consecutive windows agree within ``tol`` (instead of a fixed count);
+* ``r`` is computed once per model and state and cached on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import InstanceOf, Interval, IsNone, Options
+from ..errors import InvalidInputError, InvalidParameterError
+from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter
+from .base import Explainer, Scores
+
+__all__ = [
+    "DEFAULT_LAM",
+    "InformationLoss",
+    "InformationResult",
+    "ModelState",
+    "information_loss",
+    "information_loss_entropy",
+]
+
+#: Default weight of the entropy term (per token, per element of Phi; see ``lam``).
+DEFAULT_LAM = 0.1
+#: Default bound on sigma, in standard deviations of the word-embedding weights.
+DEFAULT_SCALE_FACTOR = 10.0
+POSITIONS = ("all", "cls")
+SPECIAL_TOKENS = ("fixed", "perturb")
+NAMED_STATES = ("pooled", "logits")
+_MAX_STEP = 1.0  # largest change of log sigma in one step
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class InformationResult:
+    """The fitted noise of one input.
+
+    Attributes
+    ----------
+    sigma : numpy.ndarray
+        ``[tokens]`` noise standard deviation per token; NaN where no noise was added.
+    loss : float
+        The objective at the end (averaged over the last window of steps).
+    iterations : int
+        Optimisation steps taken.
+    converged : bool
+        Whether the convergence rule stopped the optimisation before ``max_steps``.
+    scale : float
+        The upper bound of sigma.
+    embedding_size : int
+        K, the size of one token's embedding.
+    """
+
+    sigma: np.ndarray
+    loss: float
+    iterations: int
+    converged: bool
+    scale: float
+    embedding_size: int
+
+    @property
+    def information_loss(self) -> np.ndarray:
+        """``H_i = K/2 log(2 pi e) + K log sigma_i`` in nats (NaN where no noise)."""
+        return information_loss_entropy(self.sigma, self.embedding_size)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """``log(scale / sigma_i)``: information kept, >= 0, higher = more important; 0 where no noise."""
+        with np.errstate(invalid="ignore"):
+            kept = np.log(self.scale) - np.log(self.sigma)
+        return np.where(np.isnan(kept), 0.0, np.maximum(kept, 0.0))
+
+
+def information_loss_entropy(sigma: np.ndarray, embedding_size: int) -> np.ndarray:
+    """Entropy ``K/2 log(2 pi e) + K log sigma`` of ``N(0, sigma^2 I_K)``, elementwise."""
+    k = float(embedding_size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return k / 2 * math.log(2 * math.pi * math.e) + k * np.log(np.asarray(sigma, dtype=np.float64))
+
+
+# ---------------------------------------------------------------------------- the optimiser
+@dataclass(frozen=True)
+class _Settings:
+    lam: float
+    n_samples: int
+    learning_rate: float
+    max_steps: int
+    window: int
+    tol: float
+    seed: int
+    burn_in: int = 3
+    criterion: str = "max"
+    theta0: float = 0.0
+
+
+@dataclass
+class _Problem:
+    """One input: embeddings, which tokens get noise, the target state and its weights."""
+
+    x: torch.Tensor  # [T, D]
+    noise_mask: torch.Tensor  # [T] bool
+    target: torch.Tensor  # [F] flattened Phi(x)
+    weight: torch.Tensor  # [F] 1 / r^2 per element
+    seed: int
+
+
+@dataclass
+class _Track:
+    """Optimisation state of one input."""
+
+    theta: torch.Tensor  # [T]
+    generator: torch.Generator
+    steps: int = 0
+    window_u: torch.Tensor | None = None
+    window_loss: float = 0.0
+    window_count: int = 0
+    previous_u: torch.Tensor | None = None
+    mean_u: torch.Tensor | None = None
+    mean_loss: float = float("nan")
+    converged: bool = False
+    history: list[float] = field(default_factory=list)
+
+
+# phi(indices, noisy [rows, T, D]) -> [rows, F] with rows = len(indices) * n_samples
+PhiRows = Callable[[list[int], torch.Tensor], torch.Tensor]
+
+
+def _optimise(
+    problems: Sequence[_Problem],
+    phi: PhiRows,
+    settings: _Settings,
+    scale: float,
+    max_batch_tokens: int,
+) -> list[InformationResult]:
+    """Fit sigma for every problem, many at a time, under a token budget."""
+    order = sorted(range(len(problems)), key=lambda i: -len(problems[i].x))
+    waiting = list(order)
+    active: list[int] = []
+    tracks: dict[int, _Track] = {}
+    results: dict[int, InformationResult] = {}
+    s = settings.n_samples
+    while waiting or active:
+        while waiting and _fits(problems, active + [waiting[0]], s, max_batch_tokens):
+            i = waiting.pop(0)
+            active.append(i)
+            tracks[i] = _new_track(problems[i], settings)
+        if not active:  # one input larger than the budget: run it alone
+            i = waiting.pop(0)
+            active.append(i)
+            tracks[i] = _new_track(problems[i], settings)
+        _step([problems[i] for i in active], [tracks[i] for i in active], active, phi, settings, scale)
+        for i in list(active):
+            track = tracks[i]
+            if track.converged or track.steps >= settings.max_steps:
+                results[i] = _result(problems[i], track, scale)
+                active.remove(i)
+                del tracks[i]
+    return [results[i] for i in range(len(problems))]
+
+
+def _fits(problems: Sequence[_Problem], indices: list[int], samples: int, budget: int) -> bool:
+    longest = max(len(problems[i].x) for i in indices)
+    return samples * len(indices) * longest <= budget
+
+
+def _new_track(problem: _Problem, settings: _Settings) -> _Track:
+    generator = torch.Generator(device="cpu").manual_seed(problem.seed)
+    theta = torch.full((len(problem.x),), settings.theta0)
+    return _Track(theta=theta, generator=generator)
+
+
+def _step(
+    problems: list[_Problem],
+    tracks: list[_Track],
+    indices: list[int],
+    phi: PhiRows,
+    settings: _Settings,
+    scale: float,
+) -> None:
+    """One Newton step in log sigma for every active input."""
+    n_active = len(problems)
+    s = settings.n_samples
+    width = max(len(p.x) for p in problems)
+    dim = problems[0].x.shape[1]
+    device = problems[0].x.device
+    x = torch.zeros(n_active, width, dim, device=device)
+    mask = torch.zeros(n_active, width, dtype=torch.bool, device=device)
+    theta = torch.zeros(n_active, width, device=device)
+    noise = torch.zeros(n_active, s, width, dim, device=device)
+    n_feat = max(len(p.target) for p in problems)
+    target = torch.zeros(n_active, n_feat, device=device)
+    weight = torch.zeros(n_active, n_feat, device=device)
+    for a, (p, t) in enumerate(zip(problems, tracks, strict=True)):
+        n = len(p.x)
+        x[a, :n] = p.x
+        mask[a, :n] = p.noise_mask
+        theta[a, :n] = t.theta
+        noise[a, :, :n] = torch.randn(s, n, dim, generator=t.generator).to(device)
+        target[a, : len(p.target)] = p.target
+        weight[a, : len(p.weight)] = p.weight / len(p.weight)
+    sigma = (scale * torch.sigmoid(theta) * mask).detach().requires_grad_(True)
+    with torch.enable_grad():
+        noisy = x[:, None] + sigma[:, None, :, None] * noise
+        out = phi(indices, noisy.reshape(n_active * s, width, dim)).reshape(n_active, s, -1)
+        distortion = (((out - target[:, None]) ** 2) * weight[:, None]).sum(-1).mean(1)  # [A]
+        (grad,) = torch.autograd.grad(distortion.sum(), sigma)
+    n_tokens = mask.sum(1).clamp(min=1)
+    target_grad = (settings.lam / n_tokens)[:, None]  # lambda / n: d(entropy term)/du_i
+    grad_u = sigma.detach() * grad  # dD/d(log sigma)
+    steps_done = torch.tensor([t.steps for t in tracks], device=device)[:, None]
+    # Burn-in: the fixed point of the linear case, u* = u + log(lambda/n / dD/du) / 2.
+    jump = 0.5 * torch.log(target_grad / grad_u.clamp(min=1e-30))
+    newton = settings.learning_rate * (target_grad - grad_u) / (2 * target_grad)
+    move = torch.where(steps_done < settings.burn_in, jump.clamp(-2 * _MAX_STEP, 2 * _MAX_STEP), newton)
+    step = -move.clamp(-2 * _MAX_STEP, 2 * _MAX_STEP)
+    # theta ~ log(sigma / scale) while sigma << scale; near the bound the same step in
+    # theta moves sigma less, and sigma never reaches the bound.
+    new_theta = theta - step
+    u = torch.log(sigma.detach().clamp(min=1e-30))
+    entropy = (torch.where(mask, u, torch.zeros_like(u)).sum(1) / n_tokens) * settings.lam
+    loss = (distortion.detach() - entropy).cpu()
+    for a, (p, t) in enumerate(zip(problems, tracks, strict=True)):
+        n = len(p.x)
+        t.theta = torch.where(p.noise_mask, new_theta[a, :n].cpu(), t.theta)
+        _record(t, u[a, :n].cpu(), float(loss[a]), p.noise_mask, settings)
+
+
+def _record(track: _Track, u: torch.Tensor, loss: float, mask: torch.Tensor, settings: _Settings) -> None:
+    """Accumulate the window averages and apply the convergence rule."""
+    track.steps += 1
+    track.history.append(loss)
+    if track.steps <= settings.burn_in:
+        return
+    track.window_u = u.clone() if track.window_u is None else track.window_u + u
+    track.window_loss += loss
+    track.window_count += 1
+    if track.window_count < settings.window:
+        return
+    mean_u = track.window_u / track.window_count
+    track.mean_loss = track.window_loss / track.window_count
+    if track.previous_u is not None and bool(mask.any()):
+        diff = (mean_u - track.previous_u)[mask]
+        change = diff.abs().max() if settings.criterion == "max" else diff.pow(2).mean().sqrt()
+        track.converged = bool(change < settings.tol)
+    elif not bool(mask.any()):
+        track.converged = True
+    track.previous_u = mean_u
+    track.mean_u = mean_u
+    track.window_u = None
+    track.window_loss = 0.0
+    track.window_count = 0
+
+
+def _result(problem: _Problem, track: _Track, scale: float) -> InformationResult:
+    if track.mean_u is None:  # stopped inside the first window
+        mean_u = track.window_u / max(track.window_count, 1) if track.window_u is not None else track.theta
+        loss = track.window_loss / max(track.window_count, 1)
+    else:
+        mean_u, loss = track.mean_u, track.mean_loss
+    sigma = torch.where(problem.noise_mask, mean_u.exp(), torch.full_like(mean_u, float("nan")))
+    return InformationResult(
+        sigma=sigma.double().numpy(),
+        loss=float(loss),
+        iterations=track.steps,
+        converged=track.converged,
+        scale=float(scale),
+        embedding_size=int(problem.x.shape[1]),
+    )
+
+
+# ---------------------------------------------------------------------------- any Phi
+def information_loss(
+    phi: Callable[[torch.Tensor], torch.Tensor],
+    embeddings: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    r: float | np.ndarray | torch.Tensor | None = None,
+    noise_mask: torch.Tensor | Sequence[torch.Tensor] | None = None,
+    lam: float = DEFAULT_LAM,
+    scale: float | None = None,
+    n_samples: int = 8,
+    learning_rate: float = 0.5,
+    max_steps: int = 400,
+    window: int = 10,
+    tol: float = 0.1,
+    seed: int = 0,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+) -> list[InformationResult]:
+    """Fit the information explanation of a plain function ``Phi`` of an embedding matrix.
+
+    The model-free form of the method (the paper's generality): ``phi`` maps a batch of
+    inputs ``[N, T, D]`` to anything with N rows; the result says how much of each of
+    the T input vectors reaches ``phi``'s output.
+
+    Parameters
+    ----------
+    phi : callable
+        ``phi(x: Tensor[N, T, D]) -> Tensor[N, ...]``, differentiable.
+    embeddings : Tensor ``[T, D]`` or a list of them
+        The inputs (each optimised with its own sigmas and noise stream).
+    r : float, array or None
+        Spread of ``Phi`` (a scalar or one value per output element); None uses the
+        standard deviation of all elements of ``phi`` of the given inputs.
+    noise_mask : bool Tensor ``[T]`` (or a list), optional
+        Which positions get noise (default all).
+    scale : float or None
+        Bound of sigma; None is 10 x the standard deviation of the given embeddings.
+    lam, n_samples, learning_rate, max_steps, window, tol, seed, max_batch_tokens
+        As for :class:`InformationLoss`.
+
+    Returns
+    -------
+    list of InformationResult
+        One per input, in order.
+    """
+    inputs = [embeddings] if isinstance(embeddings, torch.Tensor) else list(embeddings)
+    if not inputs or any(not isinstance(x, torch.Tensor) or x.dim() != 2 for x in inputs):
+        raise InvalidInputError("embeddings must be a [T, D] tensor or a non-empty list of them.")
+    inputs = [x.detach().float() for x in inputs]
+    masks = _masks(noise_mask, inputs)
+    with torch.no_grad():
+        targets = [phi(x[None]).reshape(-1).float() for x in inputs]
+    if r is None:
+        r = float(torch.cat(targets).std()) if sum(len(t) for t in targets) > 1 else 1.0
+    weights = []
+    for t in targets:
+        spread = torch.as_tensor(r, dtype=torch.float32).reshape(-1)
+        if spread.numel() not in (1, t.numel()) or bool((spread <= 0).any()):
+            raise InvalidParameterError(
+                f"r must be a positive scalar or have one value per element of phi's output "
+                f"({t.numel()}); got {spread.numel()} values."
+            )
+        weights.append((1.0 / spread**2).expand(t.numel()).clone())
+    if scale is None:
+        scale = DEFAULT_SCALE_FACTOR * float(torch.cat([x.reshape(-1) for x in inputs]).std())
+    problems = [
+        _Problem(x=x, noise_mask=m, target=t, weight=w, seed=_text_seed(seed, [i, *x.shape]))
+        for i, (x, m, t, w) in enumerate(zip(inputs, masks, targets, weights, strict=True))
+    ]
+
+    def phi_rows(indices: list[int], noisy: torch.Tensor) -> torch.Tensor:
+        rows = noisy.reshape(len(indices), n_samples, *noisy.shape[1:])
+        outs = [phi(rows[a, :, : len(inputs[i])]).reshape(n_samples, -1) for a, i in enumerate(indices)]
+        width = max(o.shape[1] for o in outs)
+        return torch.cat([torch.nn.functional.pad(o, (0, width - o.shape[1])) for o in outs])
+
+    settings = _Settings(lam, n_samples, learning_rate, max_steps, window, tol, seed)
+    return _optimise(problems, phi_rows, settings, float(scale), max_batch_tokens)
+
+
+def _masks(noise_mask: torch.Tensor | Sequence[torch.Tensor] | None, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    if noise_mask is None:
+        return [torch.ones(len(x), dtype=torch.bool) for x in inputs]
+    masks = [noise_mask] if isinstance(noise_mask, torch.Tensor) else list(noise_mask)
+    if len(masks) != len(inputs) or any(m.shape != (len(x),) for m, x in zip(masks, inputs, strict=False)):
+        raise InvalidInputError("noise_mask must hold one bool per input position, for every input.")
+    return [m.bool() for m in masks]
+
+
+def _text_seed(seed: int, ids: Sequence[int]) -> int:
+    """A noise seed that depends on the seed and the text only (not on its batch)."""
+    digest = hashlib.sha256(f"{seed}|{','.join(map(str, ids))}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+# ---------------------------------------------------------------------------- Phi of a model
+class _StopForward(Exception):  # noqa: N818 - control flow, never seen by users
+    """Raised by a forward hook once the wanted layer has run."""
+
+
+class ModelState:
+    """The hidden state ``Phi`` of a model that an information explanation is about.
+
+    Parameters
+    ----------
+    model : ModelAdapter
+        The model.
+    layer : int, 'pooled' or 'logits'
+        An int ``1..num_layers`` is the output of that transformer layer (the model's
+        ``hidden_states[layer]``); 'pooled' is the vector the classifier's last linear
+        layer reads (BERT's pooler output); 'logits' are all the logits.
+    positions : {'all', 'cls'}
+        For a layer: every position of the layer output, or the first ([CLS]) one.
+    """
+
+    def __init__(self, model: ModelAdapter, layer: int | str, positions: str = "all"):
+        check_layer(model, layer, owner="ModelState")
+        self.model = model
+        self.layer = layer
+        self.positions = positions if isinstance(layer, int) else "cls"
+        self._layers = _layer_modules(model) if isinstance(layer, int) else None
+        self._head = _last_linear(model) if layer == "pooled" else None
+
+    @property
+    def key(self) -> str:
+        """A short name: 'layer3_all', 'layer3_cls', 'pooled' or 'logits'."""
+        return f"layer{self.layer}_{self.positions}" if isinstance(self.layer, int) else str(self.layer)
+
+    def describe(self) -> str:
+        if isinstance(self.layer, int):
+            where = "all positions" if self.positions == "all" else "[CLS] position"
+            return f"output of layer {self.layer} of {self.model.num_layers} ({where})"
+        return "pooled output" if self.layer == "pooled" else "logits"
+
+    def __call__(self, batch: Encoding, embeds: torch.Tensor, repeat: int = 1) -> torch.Tensor:
+        """``Phi`` of ``embeds`` (word embeddings, ``repeat`` rows per text of ``batch``): ``[rows, P, F]``."""
+        if self.layer == "logits":
+            return self.model.logits(batch, inputs_embeds=embeds, repeat=repeat).float()[:, None, :]
+        captured: list[torch.Tensor] = []
+        if self.layer == "pooled":
+            assert self._head is not None
+            handle = self._head.register_forward_hook(lambda _m, args, _o: captured.append(args[0]))
+            try:
+                self.model.forward(batch, inputs_embeds=embeds, repeat=repeat)
+            finally:
+                handle.remove()
+            return captured[0].float()[:, None, :]
+        assert isinstance(self.layer, int)
+        if self._layers is None:  # no layer list found: run the whole model
+            out = self.model.forward(batch, inputs_embeds=embeds, repeat=repeat, output_hidden_states=True)
+            states = out.hidden_states[self.layer]
+        else:
+            handle = self._layers[self.layer - 1].register_forward_hook(_capture_and_stop(captured))
+            try:
+                self.model.forward(batch, inputs_embeds=embeds, repeat=repeat)
+            except _StopForward:
+                pass
+            finally:
+                handle.remove()
+            states = captured[0]
+        states = states.float()
+        return states[:, :1] if self.positions == "cls" else states
+
+
+def _capture_and_stop(captured: list[torch.Tensor]) -> Callable[..., None]:
+    def hook(_module: torch.nn.Module, _args: Any, output: Any) -> None:
+        captured.append(output[0] if isinstance(output, tuple) else output)
+        raise _StopForward
+
+    return hook
+
+
+def _layer_modules(model: ModelAdapter) -> torch.nn.ModuleList | None:
+    """The list of transformer layers (to stop the forward pass early), if there is one."""
+    n = model.num_layers
+    for module in model.model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    return None
+
+
+def _last_linear(model: ModelAdapter) -> torch.nn.Linear:
+    """The classifier's final linear layer (its input is the pooled representation)."""
+    found = None
+    for module in model.model.modules():
+        if isinstance(module, torch.nn.Linear) and module.out_features == model.num_labels:
+            found = module
+    if found is None:
+        raise InvalidParameterError(
+            f"Could not find the final linear layer of {model.model_id}; use layer='logits' "
+            "or a layer number instead of 'pooled'."
+        )
+    return found
+
+
+def check_layer(model: ModelAdapter, layer: Any, owner: str = "InformationLoss") -> None:
+    """Raise :class:`InvalidParameterError` unless ``layer`` names a state of ``model``."""
+    n = model.num_layers
+    valid = isinstance(layer, int) and not isinstance(layer, bool) and 1 <= layer <= n
+    if not (valid or layer in NAMED_STATES):
+        raise InvalidParameterError(
+            f"The 'layer' parameter of {owner} must be an int in [1, {n}] ({model.model_id} "
+            f"has {n} layers; 1 is the first, {n} the last), 'pooled' or 'logits'. Got {layer!r}."
+        )
+
+
+# ---------------------------------------------------------------------------- regularisation r
+CACHE_DIR_ENV = "TEXTLENS_CACHE_DIR"
+_CACHE_VERSION = 1
+_SAMPLE_RESOURCE = "data/default_sample.txt"
+
+
+def default_sample() -> list[str]:
+    """The bundled sample of neutral English sentences used to compute ``r``."""
+    from importlib.resources import files
+
+    text = files("textlens").joinpath(_SAMPLE_RESOURCE).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def default_cache_dir() -> Path:
+    """``$TEXTLENS_CACHE_DIR/information`` or the per-user cache folder of textlens."""
+    import platformdirs
+
+    root = os.environ.get(CACHE_DIR_ENV) or platformdirs.user_cache_dir("textlens")
+    return Path(root).expanduser() / "information"
+
+
+def state_spread(
+    model: ModelAdapter,
+    state: ModelState,
+    *,
+    sample_texts: Sequence[str] | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+) -> np.ndarray:
+    """The regularisation ``r``: the standard deviation of each feature of ``Phi`` over a sample.
+
+    Computed for every state of the model at once (all layers, both position modes,
+    pooled output and logits) and cached on disk, keyed by a fingerprint of the model's
+    weights and the sample, so later calls for any layer only read a file.
+
+    Parameters
+    ----------
+    model : ModelAdapter
+    state : ModelState
+        Which ``Phi``.
+    sample_texts : list of str, optional
+        The sample; defaults to the bundled neutral sentences (:func:`default_sample`).
+    cache_dir : str or Path, optional
+        Cache folder; defaults to :func:`default_cache_dir`.
+    use_cache : bool
+        Read and write the cache (default) or always recompute.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[features]``: one standard deviation per feature (hidden unit or logit),
+        shared by all positions; floored at 1e-3 of their mean so no feature divides by 0.
+    """
+    texts = list(sample_texts) if sample_texts is not None else default_sample()
+    if len(texts) < 2:
+        raise InvalidParameterError(
+            f"The sample used to compute r needs at least 2 texts; got {len(texts)}. Pass more "
+            "sample_texts or None for the bundled sample."
+        )
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    path = folder / f"{_cache_key(model, texts)}.npz"
+    if use_cache and path.is_file():
+        with np.load(path) as cached:
+            if state.key in cached.files:
+                return np.asarray(cached[state.key], dtype=np.float64)
+    spreads = _compute_spreads(model, texts, max_batch_tokens)
+    if use_cache:
+        _write_atomically(path, spreads)
+    return spreads[state.key]
+
+
+def _cache_key(model: ModelAdapter, texts: Sequence[str]) -> str:
+    h = hashlib.sha256(f"textlens-information-r-v{_CACHE_VERSION}".encode())
+    h.update(str(model.model.config.to_json_string()).encode())
+    h.update(f"max_length={model.max_length}".encode())
+    with torch.no_grad():
+        for name, parameter in model.model.named_parameters():
+            values = parameter.detach().double()
+            h.update(f"{name}{tuple(parameter.shape)}{values.sum():.6e}{values.abs().sum():.6e}".encode())
+    for text in texts:
+        h.update(text.encode() + b"\0")
+    return h.hexdigest()[:24]
+
+
+def _compute_spreads(model: ModelAdapter, texts: Sequence[str], max_batch_tokens: int) -> dict[str, np.ndarray]:
+    sums: dict[str, list[torch.Tensor]] = {}
+
+    def add(key: str, rows: torch.Tensor) -> None:
+        rows = rows.double()
+        total = sums.setdefault(key, [torch.zeros(rows.shape[-1], dtype=torch.float64)] * 2 + [torch.zeros(())])
+        sums[key] = [total[0] + rows.sum(0), total[1] + (rows**2).sum(0), total[2] + rows.shape[0]]
+
+    try:
+        head: torch.nn.Linear | None = _last_linear(model)
+    except InvalidParameterError:
+        head = None
+    encoding = model.encode(texts)
+    for _, batch in model.iter_batches(encoding, max_batch_tokens):
+        pooled: list[torch.Tensor] = []
+        handle = head.register_forward_hook(lambda _m, a, _o: pooled.append(a[0])) if head else None
+        try:
+            with torch.no_grad():
+                out = model.forward(batch, output_hidden_states=True)
+        finally:
+            if handle is not None:
+                handle.remove()
+        real = batch.attention_mask.bool().to(out.logits.device)
+        for layer in range(1, model.num_layers + 1):
+            states = out.hidden_states[layer].float()
+            add(f"layer{layer}_all", states[real])
+            add(f"layer{layer}_cls", states[:, 0])
+        add("logits", out.logits.float())
+        if pooled:
+            add("pooled", pooled[0].float())
+    spreads = {}
+    for key, (total, squares, count) in sums.items():
+        mean = total / count
+        std = ((squares / count - mean**2).clamp(min=0.0) * count / max(float(count) - 1, 1.0)).sqrt()
+        floor = 1e-3 * float(std.mean()) if float(std.mean()) > 0 else 1e-6
+        spreads[key] = std.clamp(min=floor).cpu().numpy()
+    return spreads
+
+
+def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only cache must not stop an explanation
+        warnings.warn(f"Could not cache the regularisation in {path}: {exc}", RuntimeWarning, stacklevel=3)
+
+
+# ---------------------------------------------------------------------------- the explainer
+class InformationLoss(Explainer):
+    """How much of each token's information reaches a hidden state (Guan et al., ICML 2019).
+
+    Learns the largest Gaussian noise each token's word embedding can take before the
+    chosen hidden state ``Phi`` changes (see the module docstring for the objective).
+    Scores are ``log(scale / sigma_i)`` — the information a token keeps, in nats per
+    embedding dimension relative to the maximal noise: 0 for a token ``Phi`` ignores,
+    larger for tokens ``Phi`` depends on. They add up over a word's sub-word tokens
+    like the information loss itself (independent noise: entropies add). Every
+    explanation's ``quality`` holds ``sigma``, the information loss ``H`` (nats),
+    the final ``loss``, ``iterations`` and ``converged``. Scores explain a hidden state,
+    not one class, so they are the same for every target (``target_independent``).
+
+    Parameters
+    ----------
+    layer : int, 'pooled' or 'logits'
+        The hidden state: the output of layer ``1..num_layers``, the pooled output, or
+        the logits (default).
+    positions : {'all', 'cls'}
+        For a layer: all positions of its output, or the [CLS] position only.
+    lam : float
+        lambda, the weight of the entropy term. Here the distortion is averaged over the
+        elements of ``Phi`` and the entropy over the perturbed tokens, so one value suits
+        any state and length: the paper's lambda for a text of n tokens and a state of
+        M elements is ``lam * M / n``. Larger gives more noise to every token.
+    scale : float or None
+        Upper bound of sigma; None means 10 x the standard deviation of the model's
+        word-embedding weights (the paper's recommendation).
+    n_samples : int
+        Noise draws averaged in every step.
+    learning_rate : float
+        Damping of the Newton step in log sigma (1 = the full step).
+    max_steps : int
+        Upper bound on steps per text; a text that reaches it reports ``converged: False``.
+    window : int
+        Steps per convergence window; the result is the mean of log sigma over the last one.
+    tol : float
+        Stop when the window means of log sigma of two consecutive windows differ by less
+        than this for every token.
+    seed : int
+        Seed of the noise; each text's stream depends only on the seed and its tokens.
+    special_tokens : {'fixed', 'perturb'}
+        'fixed' (default): special tokens ([CLS], [SEP]) get no noise and score 0;
+        'perturb': they get their own sigma like any token.
+    sample_texts : list of str or None
+        Texts over which ``r`` (the spread of ``Phi``) is computed; None uses the bundled
+        neutral sample.
+    cache_dir : str or None
+        Where ``r`` is cached; None uses the user cache folder.
+    use_cache : bool
+        Cache ``r`` on disk (default).
+    """
+
+    name = "information"
+    description = "Information each token keeps in a hidden state (Guan et al. 2019), fast batched fit."
+    reference = "https://proceedings.mlr.press/v97/guan19a.html"
+    parameter_constraints = {
+        "layer": [InstanceOf(int, "an int (a layer, from 1)"), Options(NAMED_STATES)],
+        "positions": [Options(POSITIONS)],
+        "lam": [Interval(float, 0, None, low_open=True)],
+        "scale": [IsNone(), Interval(float, 0, None, low_open=True)],
+        "n_samples": [Interval(int, 1, None)],
+        "learning_rate": [Interval(float, 0, 1, low_open=True)],
+        "max_steps": [Interval(int, 1, None)],
+        "window": [Interval(int, 1, None)],
+        "tol": [Interval(float, 0, None, low_open=True)],
+        "seed": [Interval(int, 0, None)],
+        "special_tokens": [Options(SPECIAL_TOKENS)],
+        "sample_texts": [IsNone(), InstanceOf(list, "a list of texts"), InstanceOf(tuple, "a tuple of texts")],
+        "cache_dir": [IsNone(), InstanceOf(str, "a folder path"), InstanceOf(Path, "a folder path")],
+        "use_cache": [Options((True, False))],
+    }
+
+    def __init__(
+        self,
+        model: ModelAdapter,
+        *,
+        layer: int | str = "logits",
+        positions: str = "all",
+        lam: float = DEFAULT_LAM,
+        scale: float | None = None,
+        n_samples: int = 8,
+        learning_rate: float = 0.5,
+        max_steps: int = 400,
+        window: int = 10,
+        tol: float = 0.1,
+        seed: int = 0,
+        special_tokens: str = "fixed",
+        sample_texts: Sequence[str] | None = None,
+        cache_dir: str | Path | None = None,
+        use_cache: bool = True,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    ):
+        super().__init__(model, max_batch_tokens=max_batch_tokens)
+        self.layer = layer
+        self.positions = positions
+        self.lam = lam
+        self.scale = scale
+        self.n_samples = n_samples
+        self.learning_rate = learning_rate
+        self.max_steps = max_steps
+        self.window = window
+        self.tol = tol
+        self.seed = seed
+        self.special_tokens = special_tokens
+        self.sample_texts = sample_texts
+        self.cache_dir = cache_dir
+        self.use_cache = use_cache
+        self._validate()
+        check_layer(model, layer)
+        self.state = ModelState(model, layer, positions)
+
+    def get_params(self) -> dict[str, Any]:
+        params = super().get_params()
+        if not isinstance(self.layer, int):
+            del params["positions"]
+        texts = self.sample_texts
+        params["sample_texts"] = None if texts is None else {"count": len(texts), "sha256": _texts_digest(texts)}
+        params["cache_dir"] = None if self.cache_dir is None else str(self.cache_dir)
+        return params
+
+    @property
+    def effective_scale(self) -> float:
+        """The bound of sigma: ``scale``, or 10 x the std of the word-embedding weights."""
+        if self.scale is not None:
+            return float(self.scale)
+        return DEFAULT_SCALE_FACTOR * float(self.model.embedding_matrix.detach().float().std())
+
+    def spread(self) -> np.ndarray:
+        """``r`` for this explainer's state (from the cache when possible)."""
+        return state_spread(
+            self.model,
+            self.state,
+            sample_texts=self.sample_texts,
+            cache_dir=self.cache_dir,
+            use_cache=self.use_cache,
+            max_batch_tokens=self.max_batch_tokens,
+        )
+
+    def fit(self, encoding: Encoding) -> list[InformationResult]:
+        """Fit the noise of every text of ``encoding`` (all batched together)."""
+        r = torch.as_tensor(self.spread(), dtype=torch.float32, device=self.model.device)
+        with torch.no_grad():
+            clean = self._clean_states(encoding)
+        problems = []
+        for i in range(len(encoding)):
+            n = encoding.lengths[i]
+            ids = encoding.input_ids[i, :n]
+            special = torch.tensor(encoding.special[i], dtype=torch.bool)
+            noise_mask = ~special if self.special_tokens == "fixed" else torch.ones(n, dtype=torch.bool)
+            target = clean[i]
+            weight = (1.0 / r**2).repeat(target.shape[0])
+            problems.append(
+                _Problem(
+                    x=self.model.word_embeddings(ids).detach().float(),
+                    noise_mask=noise_mask.to(self.model.device),
+                    target=target.reshape(-1),
+                    weight=weight,
+                    seed=_text_seed(self.seed, ids.tolist()),
+                )
+            )
+        cache: dict[tuple[int, ...], Encoding] = {}
+
+        def phi(indices: list[int], noisy: torch.Tensor) -> torch.Tensor:
+            key = tuple(indices)
+            if key not in cache:
+                cache.clear()
+                cache[key] = encoding.select(indices)
+            out = self.state(cache[key], noisy, repeat=self.n_samples)
+            return out.reshape(out.shape[0], -1)
+
+        return _optimise(problems, phi, self._settings(), self.effective_scale, self.max_batch_tokens)
+
+    def _settings(self) -> _Settings:
+        return _Settings(
+            lam=self.lam,
+            n_samples=self.n_samples,
+            learning_rate=self.learning_rate,
+            max_steps=self.max_steps,
+            window=self.window,
+            tol=self.tol,
+            seed=self.seed,
+        )
+
+    def _clean_states(self, encoding: Encoding) -> list[torch.Tensor]:
+        """``Phi(x)`` of every text without noise: ``[P_i, F]`` each (own length)."""
+        states: list[torch.Tensor | None] = [None] * len(encoding)
+        for indices, batch in self.model.iter_batches(encoding, self.max_batch_tokens):
+            out = self.state(batch, self.model.word_embeddings(batch.input_ids))
+            for row, i in enumerate(indices):
+                n = encoding.lengths[i] if self.state.positions == "all" and isinstance(self.layer, int) else 1
+                states[i] = out[row, :n].float()
+        return [s for s in states if s is not None]
+
+    def _score_encoding(self, encoding: Encoding, targets: list[int]) -> list[Scores]:
+        fits = self.fit(encoding)
+        return [self._scores(fit) for fit in fits]
+
+    def _scores(self, fit: InformationResult) -> Scores:
+        quality = {
+            "sigma": _nan_to_none(fit.sigma),
+            "information_loss": _nan_to_none(fit.information_loss),
+            "loss": fit.loss,
+            "iterations": fit.iterations,
+            "converged": fit.converged,
+            "scale": fit.scale,
+            "state": self.state.describe(),
+            "target_independent": True,
+        }
+        return Scores(fit.scores, quality)
+
+
+def _nan_to_none(values: np.ndarray) -> list[float | None]:
+    return [None if math.isnan(float(v)) else float(v) for v in values]
+
+
+def _texts_digest(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode() + b"\0")
+    return h.hexdigest()[:16]

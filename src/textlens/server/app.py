@@ -1,0 +1,528 @@
+"""The FastAPI app: routes, error answers, the request guard and the web page.
+
+Everything an app needs lives in the :class:`~textlens.server.service.Service` that
+:func:`create_app` builds; nothing is kept at module level, so several apps (with
+different models or settings) can live in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import (
+    ExplanationError,
+    InvalidInputError,
+    InvalidParameterError,
+    InvalidTargetError,
+    TextlensError,
+    UnknownMethodError,
+)
+from ..model import ModelAdapter
+from ..records import RecordTemplate, template_for_model
+from .schemas import (
+    ErrorResponse,
+    ExplainRequest,
+    ExplainResponse,
+    HealthResponse,
+    MethodsResponse,
+    ModelResponse,
+    PredictRequest,
+    PredictResponse,
+)
+from .service import ApiError, Limits, Service, check_methods_config, json_safe
+
+__all__ = ["API_KEY_HEADER", "create_app"]
+
+API_KEY_HEADER = "X-API-Key"
+_KNOWN_PATHS = frozenset(
+    [
+        "/",
+        "/v1/predict",
+        "/v1/explain",
+        "/v1/methods",
+        "/v1/model",
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+    ]
+)
+_STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorResponse,
+        "description": "The body is not JSON, or not UTF-8 (code invalid_json).",
+    },
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key (code unauthorized)."},
+    413: {
+        "model": ErrorResponse,
+        "description": "The body is larger than the server accepts (code body_too_large).",
+    },
+    422: {
+        "model": ErrorResponse,
+        "description": "A well-formed request the server cannot do: invalid_request (wrong "
+        "types, unknown keys), no_texts, too_many_texts, empty_text, text_too_long, "
+        "invalid_text, invalid_record, unknown_method, unknown_target, invalid_parameter, "
+        "invalid_level.",
+    },
+    503: {
+        "model": ErrorResponse,
+        "description": "time_budget_exceeded or overloaded: retry later (Retry-After header).",
+    },
+}
+_GET_ERRORS: dict[int | str, dict[str, Any]] = {401: _ERROR_RESPONSES[401]}
+
+
+class JSONResponse(Response):
+    """JSON that is always valid: ASCII-escaped (lone surrogates cannot break it), no NaN."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        try:
+            text = json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+        except ValueError:
+            text = json.dumps(
+                json_safe(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")
+            )
+        return text.encode("ascii")
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, f"The body is larger than {limit} bytes; send fewer or shorter texts."
+        )
+
+
+def create_app(
+    model: ModelAdapter,
+    *,
+    methods: Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
+    max_texts: int = 32,
+    max_chars: int = 4000,
+    time_budget_s: float = 10.0,
+    api_key: str | None = None,
+    batching: bool = True,
+    max_batch: int = 32,
+    max_wait_ms: float = 2.0,
+    template: RecordTemplate | None = None,
+    max_pending: int = 1024,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
+    """Build the HTTP app that predicts and explains with ``model``.
+
+    Parameters
+    ----------
+    model : ModelAdapter
+        The classifier (loaded once, shared by all requests).
+    methods : list of str, or dict of {name: params}, optional
+        Methods the server offers (default: every registered method), optionally with
+        server-side parameters, e.g. ``{"integrated_gradients": {"n_steps": 16}}``.
+        Requests name methods from these; without a name they get ``grad_x_input`` (if
+        offered) or the first one.
+    max_texts : int
+        Most texts (or records) per request.
+    max_chars : int
+        Most characters per text (for records: per rendered record).
+    time_budget_s : float
+        A request not answered within this many seconds gets 503 ``time_budget_exceeded``;
+        its queued work is dropped.
+    api_key : str, optional
+        If set, every ``/v1/*`` and ``/metrics`` request must send it in the
+        ``X-API-Key`` header (``/``, ``/healthz`` stay open; the web page asks for it).
+    batching : bool
+        Micro-batch concurrent requests (True), or run each request alone.
+    max_batch : int
+        Most texts in one model call.
+    max_wait_ms : float
+        Longest time a queued request waits for others to join its batch.
+    template : RecordTemplate, optional
+        How records are rendered; default: the model folder's ``textlens.json``, else
+        ``key: value`` lines.
+    max_pending : int
+        Most texts waiting for the model; more gets 503 ``overloaded``.
+    max_body_bytes : int, optional
+        Largest request body; default ``6 * max_texts * max_chars + 64 KiB``.
+
+    Returns
+    -------
+    fastapi.FastAPI
+        Serve it with uvicorn (see :func:`textlens.server.serve`).
+    """
+    limits = _check_limits(
+        max_texts,
+        max_chars,
+        time_budget_s,
+        batching,
+        max_batch,
+        max_wait_ms,
+        max_pending,
+        max_body_bytes,
+    )
+    if api_key is not None and (not isinstance(api_key, str) or len(api_key) < 8):
+        raise InvalidParameterError("The API key must be a string of at least 8 characters.")
+    service = Service(
+        model,
+        methods=check_methods_config(methods),
+        template=template or template_for_model(model),
+        limits=limits,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await service.close()
+
+    app = FastAPI(
+        title="textlens",
+        version=__version__,
+        summary="Predictions of a text classifier, each with the reasons for it.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    _add_error_handlers(app, service)
+    app.add_middleware(_Guard, service=service)  # type: ignore[arg-type]
+    secured = [Depends(_api_key_check(api_key))] if api_key else []
+    _add_api_routes(app, service, secured)
+    _add_page_routes(app)
+    return app
+
+
+def _check_limits(
+    max_texts: int,
+    max_chars: int,
+    time_budget_s: float,
+    batching: bool,
+    max_batch: int,
+    max_wait_ms: float,
+    max_pending: int,
+    max_body_bytes: int | None,
+) -> Limits:
+    for name, value in (
+        ("max_texts", max_texts),
+        ("max_chars", max_chars),
+        ("max_batch", max_batch),
+        ("max_pending", max_pending),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidParameterError(
+                f"The {name!r} parameter of create_app must be an int >= 1. Got {value!r}."
+            )
+    for name, number in (("time_budget_s", time_budget_s), ("max_wait_ms", max_wait_ms)):
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, (int, float))
+            or number < 0
+            or (name == "time_budget_s" and number == 0)
+        ):
+            raise InvalidParameterError(
+                f"The {name!r} parameter of create_app must be a number > 0. Got {number!r}."
+            )
+    body = max_body_bytes if max_body_bytes is not None else 6 * max_texts * max_chars + 65536
+    if isinstance(body, bool) or not isinstance(body, int) or body < 1024:
+        raise InvalidParameterError(
+            f"The 'max_body_bytes' parameter of create_app must be an int >= 1024. Got {body!r}."
+        )
+    return Limits(
+        max_texts=max_texts,
+        max_chars=max_chars,
+        time_budget_s=float(time_budget_s),
+        max_body_bytes=body,
+        max_batch=max_batch,
+        max_wait_ms=float(max_wait_ms),
+        max_pending=max_pending,
+        batching=bool(batching),
+    )
+
+
+# ---------------------------------------------------------------------------- routes
+def _add_api_routes(app: FastAPI, service: Service, secured: list[Any]) -> None:
+    @app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        responses=_ERROR_RESPONSES,
+        dependencies=secured,
+        summary="Classify texts or records",
+        tags=["model"],
+    )
+    async def predict(body: PredictRequest) -> Response:
+        started = time.perf_counter()
+        inputs = service.check_inputs(body.texts, body.records)
+        return JSONResponse(await service.predict(inputs, started))
+
+    @app.post(
+        "/v1/explain",
+        response_model=ExplainResponse,
+        responses=_ERROR_RESPONSES,
+        dependencies=secured,
+        summary="Classify and explain texts or records, with key reasons",
+        tags=["model"],
+    )
+    async def explain(body: ExplainRequest) -> Response:
+        started = time.perf_counter()
+        inputs = service.check_inputs(body.texts, body.records)
+        methods = service.check_methods(body.methods)
+        params = service.check_params(methods, body.params)
+        target = service.check_target(body.target)
+        result = await service.explain(
+            inputs, methods, params, target, body.level, body.top_k, started
+        )
+        return JSONResponse(result)
+
+    @app.get(
+        "/v1/methods",
+        response_model=MethodsResponse,
+        responses=_GET_ERRORS,
+        dependencies=secured,
+        summary="The explanation methods this server offers",
+        tags=["info"],
+    )
+    async def methods() -> Response:
+        return JSONResponse(service.describe_methods())
+
+    @app.get(
+        "/v1/model",
+        response_model=ModelResponse,
+        responses=_GET_ERRORS,
+        dependencies=secured,
+        summary="Labels, maximum length, record template and limits",
+        tags=["info"],
+    )
+    async def model_info() -> Response:
+        return JSONResponse(service.describe_model())
+
+    @app.get("/healthz", response_model=HealthResponse, summary="Liveness", tags=["info"])
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get(
+        "/metrics",
+        responses={
+            200: {
+                "content": {_METRICS_TYPE: {"schema": {"type": "string"}}},
+                "description": "Prometheus text format",
+            },
+            **_GET_ERRORS,
+        },
+        response_class=Response,
+        dependencies=secured,
+        summary="Prometheus metrics",
+        tags=["info"],
+    )
+    async def metrics() -> Response:
+        return Response(service.registry.render(), media_type=_METRICS_TYPE)
+
+
+def _add_page_routes(app: FastAPI) -> None:
+    static = resources.files("textlens.server") / "static"
+    page = (static / "index.html").read_bytes()
+    assets = {name: (static / name).read_bytes() for name in _STATIC}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return Response(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def asset(name: str) -> Response:
+        if name not in assets:
+            raise ApiError(404, "not_found", f"No static file {name!r}.")
+        return Response(assets[name], media_type=_STATIC[name], headers=_PAGE_HEADERS)
+
+
+def _api_key_check(expected: str) -> Any:
+    header = APIKeyHeader(
+        name=API_KEY_HEADER,
+        auto_error=False,
+        description="Required when the server was started with an API key.",
+    )
+    expected_bytes = expected.encode("utf-8")
+
+    async def check(key: str | None = Depends(header)) -> None:
+        if key is None or not hmac.compare_digest(
+            key.encode("utf-8", "surrogateescape"), expected_bytes
+        ):
+            raise ApiError(
+                401,
+                "unauthorized",
+                f"Send the server's API key in the {API_KEY_HEADER} header.",
+                {"WWW-Authenticate": API_KEY_HEADER},
+            )
+
+    return check
+
+
+# ---------------------------------------------------------------------------- errors
+_TEXTLENS_ERRORS: tuple[tuple[type[TextlensError], int, str], ...] = (
+    (UnknownMethodError, 422, "unknown_method"),
+    (InvalidTargetError, 422, "unknown_target"),
+    (InvalidParameterError, 422, "invalid_parameter"),
+    (InvalidInputError, 422, "invalid_input"),
+    (ExplanationError, 500, "model_error"),
+    (TextlensError, 500, "internal_error"),
+)
+_HTTP_CODES = {
+    400: "invalid_json",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    response = JSONResponse({"error": body}, status_code=status, headers=dict(headers or {}))
+    response.headers["x-textlens-error"] = code
+    return response
+
+
+def _add_error_handlers(app: FastAPI, service: Service) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return _error(exc.status, exc.code, exc.message, headers=exc.headers)
+
+    @app.exception_handler(TextlensError)
+    async def textlens_error(request: Request, exc: TextlensError) -> Response:
+        for kind, status, code in _TEXTLENS_ERRORS:
+            if isinstance(exc, kind):
+                return _error(status, code, str(exc))
+        return _error(500, "internal_error", str(exc))  # pragma: no cover (TextlensError is last)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error(
+                400,
+                "invalid_json",
+                'The body is not valid JSON; send a JSON object such as {"texts": ["..."]}.',
+            )
+        details = [
+            {
+                "loc": [str(part)[:100] for part in e.get("loc", ())],
+                "msg": str(e.get("msg", ""))[:300],
+                "type": str(e.get("type", "")),
+            }
+            for e in errors[:20]
+        ]
+        first = details[0] if details else {"loc": [], "msg": "invalid"}
+        where = ".".join(first["loc"]) or "body"
+        return _error(422, "invalid_request", f"{where}: {first['msg']}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 400:
+            message = "The body could not be read as JSON (is it valid UTF-8?)."
+        elif exc.status_code == 404:
+            message = f"No such path {request.url.path!r}; see /openapi.json."
+        return _error(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        return _error(
+            500, "internal_error", "The server failed on this request; the error is in its log."
+        )
+
+
+# ---------------------------------------------------------------------------- guard
+class _Guard:
+    """Pure ASGI middleware: body size limit, and request counts, errors and latency."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+        self.limit = service.limits.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        endpoint = (
+            path
+            if path in _KNOWN_PATHS
+            else ("/static" if path.startswith("/static/") else "other")
+        )
+        started = time.perf_counter()
+        state: dict[str, Any] = {"status": 0, "code": ""}
+
+        async def send_and_watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                for name, value in message.get("headers", []):
+                    if name == b"x-textlens-error":
+                        state["code"] = value.decode("latin-1")
+            await send(message)
+
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge(self.limit)
+            return message
+
+        try:
+            length = _content_length(scope)
+            if length is not None and length > self.limit:
+                response = _error(
+                    413,
+                    "body_too_large",
+                    f"The body has {length} bytes; this server takes at most {self.limit}.",
+                )
+                await response(scope, receive, send_and_watch)
+                return
+            await self.app(scope, receive_limited, send_and_watch)
+        finally:
+            status = int(state["status"]) or 500
+            self.service.requests.inc(endpoint, str(status))
+            if status >= 400:
+                self.service.errors.inc(endpoint, str(state["code"] or status))
+            self.service.latency.observe(time.perf_counter() - started, endpoint)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
