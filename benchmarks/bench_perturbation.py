@@ -174,7 +174,7 @@ def reduced_config() -> dict[str, GroupConfig]:
         "200": GroupConfig(
             1,
             (0.25, 0.5, 1, 2, 3),
-            (1, 2, 4),
+            (1, 2, 4, 8),
             (100, 200, 500),
             (250, 500, 1000),
             shap_reference=1536,

@@ -19,9 +19,10 @@ destination ``203.0.113.7`` port ``4444``, parent ``powershell.exe``) yet never 
 A faithful explanation therefore puts ``process`` and ``user`` first.
 
 Alerts are balanced: half are threats, each drawn from the (process kind, user kind)
-cells of its class with equal probability. Training alerts leave out each distractor
-field with probability :data:`TRAIN_DROP_DISTRACTORS` (sensors differ in what they
-report); held-out alerts are complete.
+cells of its class with equal probability. (``generate_alerts(drop_distractors=p)``
+also makes alerts that lack some distractor fields, as alerts from different sensors
+do; the demo model is trained on complete alerts: leaving distractors out in training
+did not make explanations more faithful.)
 
 :func:`build_alerts_model` fine-tunes the shipped all-MiniLM-L6-v2 weights on a few
 hundred rendered alerts with the sentiment demo's machinery (:mod:`textlens.demo.build`),
@@ -123,9 +124,6 @@ PORTS = (4444, 3389, 445, 443, 8080, 53, 22, 135)
 DEFAULT_N_TRAIN = 600
 DEFAULT_EPOCHS = 4
 DEFAULT_N_HELDOUT = 200
-#: Training alerts leave out each distractor field with this probability, so the model
-#: learns that they are optional (held-out alerts are complete).
-TRAIN_DROP_DISTRACTORS = 0.3
 _CACHE_SUBDIR = "demo-alerts-minilm"
 _KIND = "alerts"
 
@@ -300,7 +298,7 @@ def build_alerts_model(
         raise ValueError(
             f"need epochs >= 1, n_train >= 2, n_heldout >= 1; got {epochs}, {n_train}, {n_heldout}"
         )
-    train = generate_alerts(n_train, seed=seed, drop_distractors=TRAIN_DROP_DISTRACTORS)
+    train = generate_alerts(n_train, seed=seed)
     seen = {a.text for a in train}
     heldout = [
         a
@@ -362,7 +360,6 @@ def _train_into(
         "labels": list(ALERT_LABELS),
         "rule": "true_threat iff PROCESS_POINTS[process] + USER_POINTS[user] > 0",
         "deciding_fields": list(DECIDING_FIELDS),
-        "train_drop_distractors": TRAIN_DROP_DISTRACTORS,
         "accuracy": accuracy,
         "n_train": len(train),
         "n_heldout": len(heldout),

@@ -49,6 +49,9 @@ class Explainer:
     parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "max_batch_tokens": [Interval(int, 1, None)],
     }
+    #: Relative tolerance within which explaining texts in a batch equals explaining them
+    #: one by one (float32 round-off from padding); iterative optimisers loosen it.
+    batch_rtol: ClassVar[float] = 1e-5
 
     def __init__(self, model: ModelAdapter, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
         self.model = model

@@ -702,6 +702,11 @@ class InformationLoss(Explainer):
         Cache ``r`` on disk (default).
     """
 
+    # sigma is optimised iteratively with a stopping rule, so float32 round-off from
+    # padding and from how rows are split into model calls moves the result by up to
+    # ~2e-3 of its scale (the ranking is unchanged; the common test checks both).
+    batch_rtol = 5e-3
+
     name = "information"
     description = "Information each token keeps in a hidden state (Guan et al. 2019), fast batched fit."
     reference = "https://proceedings.mlr.press/v97/guan19a.html"
