@@ -112,6 +112,7 @@ def deciding_field_agreement() -> dict[str, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_demo_model_explanations_find_the_deciding_fields(
     deciding_field_agreement: dict[str, float],
 ) -> None:
@@ -121,6 +122,7 @@ def test_demo_model_explanations_find_the_deciding_fields(
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.xfail(
     strict=False,
     reason="issue 6 goal not reached yet: top-2 fields = the deciding fields on ~58% "
@@ -133,6 +135,7 @@ def test_demo_model_meets_the_issue_goal(deciding_field_agreement: dict[str, flo
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_demo_alerts_run_prints_reasons() -> None:
     from textlens.demo.alerts import run_alerts_demo
 

@@ -161,6 +161,7 @@ def test_bad_arguments(planted_adapter) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_demo_leaderboard_with_every_registered_method() -> None:
     """The demo model, every registered method (cheap settings), a few held-out tweets."""
     import torch

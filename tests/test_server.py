@@ -905,6 +905,7 @@ def test_fault_and_abuse_small(model_dir: Path, served: ModelAdapter) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_fault_and_abuse_full_size(model_dir: Path, served: ModelAdapter) -> None:
     """The issue's size: 10,000 requests at concurrency 32, 5% malformed."""
     _abuse_run(model_dir, served, n=10_000)

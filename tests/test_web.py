@@ -146,6 +146,7 @@ def test_page_explains_an_alert(
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_page_with_the_alert_demo_model(browser: Any) -> None:
     from textlens.demo.alerts import build_alerts_model
 

@@ -66,7 +66,12 @@ DEFAULT_SCALE_FACTOR = 10.0
 POSITIONS = ("all", "cls")
 SPECIAL_TOKENS = ("fixed", "perturb")
 NAMED_STATES = ("pooled", "logits")
-_MAX_STEP = 1.0  # largest change of log sigma in one step
+#: Starting point of every sigma: scale * sigmoid(INITIAL_THETA), about 2% of the bound, so
+#: the fit grows each token's noise from a small value (see InformationLoss).
+INITIAL_THETA = -4.0
+_BURN_IN = 3  # steps that jump to the locally-quadratic optimum before damped steps
+_MAX_MOVE = 2.0  # largest change of log sigma in one step
+_THETA_LIMIT = 30.0  # sigmoid(30) == 1 in float32: sigma exactly at the bound
 
 
 # ---------------------------------------------------------------------------- results
@@ -127,9 +132,8 @@ class _Settings:
     window: int
     tol: float
     seed: int
-    burn_in: int = 3
-    criterion: str = "max"
-    theta0: float = 0.0
+    burn_in: int = _BURN_IN
+    theta0: float = INITIAL_THETA
 
 
 @dataclass
@@ -145,19 +149,14 @@ class _Problem:
 
 @dataclass
 class _Track:
-    """Optimisation state of one input."""
+    """Optimisation state of one input: theta, its noise stream and the log-sigma history."""
 
     theta: torch.Tensor  # [T]
     generator: torch.Generator
     steps: int = 0
-    window_u: torch.Tensor | None = None
-    window_loss: float = 0.0
-    window_count: int = 0
-    previous_u: torch.Tensor | None = None
-    mean_u: torch.Tensor | None = None
-    mean_loss: float = float("nan")
+    log_sigma: list[torch.Tensor] = field(default_factory=list)  # after the burn-in
+    losses: list[float] = field(default_factory=list)  # after the burn-in
     converged: bool = False
-    history: list[float] = field(default_factory=list)
 
 
 # phi(indices, noisy [rows, T, D]) -> [rows, F] with rows = len(indices) * n_samples
@@ -171,41 +170,35 @@ def _optimise(
     scale: float,
     max_batch_tokens: int,
 ) -> list[InformationResult]:
-    """Fit sigma for every problem, many at a time, under a token budget."""
-    order = sorted(range(len(problems)), key=lambda i: -len(problems[i].x))
-    waiting = list(order)
+    """Fit sigma for every problem, many at a time, under a token budget.
+
+    Problems join the active batch (longest first) while ``n_samples * rows * longest``
+    stays under the budget; each leaves as soon as it converges, and waiting ones take
+    its place. A problem's result never depends on which others share its batch.
+    """
+    waiting = sorted(range(len(problems)), key=lambda i: -len(problems[i].x))
     active: list[int] = []
     tracks: dict[int, _Track] = {}
     results: dict[int, InformationResult] = {}
-    s = settings.n_samples
     while waiting or active:
-        while waiting and _fits(problems, active + [waiting[0]], s, max_batch_tokens):
+        while waiting and (not active or _fits(problems, [*active, waiting[0]], settings.n_samples, max_batch_tokens)):
             i = waiting.pop(0)
             active.append(i)
-            tracks[i] = _new_track(problems[i], settings)
-        if not active:  # one input larger than the budget: run it alone
-            i = waiting.pop(0)
-            active.append(i)
-            tracks[i] = _new_track(problems[i], settings)
+            tracks[i] = _Track(
+                theta=torch.full((len(problems[i].x),), settings.theta0),
+                generator=torch.Generator(device="cpu").manual_seed(problems[i].seed),
+            )
         _step([problems[i] for i in active], [tracks[i] for i in active], active, phi, settings, scale)
         for i in list(active):
-            track = tracks[i]
-            if track.converged or track.steps >= settings.max_steps:
-                results[i] = _result(problems[i], track, scale)
+            if tracks[i].converged or tracks[i].steps >= settings.max_steps:
+                results[i] = _result(problems[i], tracks.pop(i), scale)
                 active.remove(i)
-                del tracks[i]
     return [results[i] for i in range(len(problems))]
 
 
 def _fits(problems: Sequence[_Problem], indices: list[int], samples: int, budget: int) -> bool:
     longest = max(len(problems[i].x) for i in indices)
     return samples * len(indices) * longest <= budget
-
-
-def _new_track(problem: _Problem, settings: _Settings) -> _Track:
-    generator = torch.Generator(device="cpu").manual_seed(problem.seed)
-    theta = torch.full((len(problem.x),), settings.theta0)
-    return _Track(theta=theta, generator=generator)
 
 
 def _step(
@@ -216,17 +209,16 @@ def _step(
     settings: _Settings,
     scale: float,
 ) -> None:
-    """One Newton step in log sigma for every active input."""
-    n_active = len(problems)
-    s = settings.n_samples
+    """One step in log sigma for every active input (see the module docstring)."""
+    n_active, s = len(problems), settings.n_samples
     width = max(len(p.x) for p in problems)
     dim = problems[0].x.shape[1]
     device = problems[0].x.device
+    n_feat = max(len(p.target) for p in problems)
     x = torch.zeros(n_active, width, dim, device=device)
     mask = torch.zeros(n_active, width, dtype=torch.bool, device=device)
     theta = torch.zeros(n_active, width, device=device)
     noise = torch.zeros(n_active, s, width, dim, device=device)
-    n_feat = max(len(p.target) for p in problems)
     target = torch.zeros(n_active, n_feat, device=device)
     weight = torch.zeros(n_active, n_feat, device=device)
     for a, (p, t) in enumerate(zip(problems, tracks, strict=True)):
@@ -236,7 +228,7 @@ def _step(
         theta[a, :n] = t.theta
         noise[a, :, :n] = torch.randn(s, n, dim, generator=t.generator).to(device)
         target[a, : len(p.target)] = p.target
-        weight[a, : len(p.weight)] = p.weight / len(p.weight)
+        weight[a, : len(p.weight)] = p.weight / len(p.weight)  # mean over Phi's elements
     sigma = (scale * torch.sigmoid(theta) * mask).detach().requires_grad_(True)
     with torch.enable_grad():
         noisy = x[:, None] + sigma[:, None, :, None] * noise
@@ -244,62 +236,62 @@ def _step(
         distortion = (((out - target[:, None]) ** 2) * weight[:, None]).sum(-1).mean(1)  # [A]
         (grad,) = torch.autograd.grad(distortion.sum(), sigma)
     n_tokens = mask.sum(1).clamp(min=1)
-    target_grad = (settings.lam / n_tokens)[:, None]  # lambda / n: d(entropy term)/du_i
-    grad_u = sigma.detach() * grad  # dD/d(log sigma)
-    steps_done = torch.tensor([t.steps for t in tracks], device=device)[:, None]
-    # Burn-in: the fixed point of the linear case, u* = u + log(lambda/n / dD/du) / 2.
-    jump = 0.5 * torch.log(target_grad / grad_u.clamp(min=1e-30))
-    newton = settings.learning_rate * (target_grad - grad_u) / (2 * target_grad)
-    move = torch.where(steps_done < settings.burn_in, jump.clamp(-2 * _MAX_STEP, 2 * _MAX_STEP), newton)
-    step = -move.clamp(-2 * _MAX_STEP, 2 * _MAX_STEP)
-    # theta ~ log(sigma / scale) while sigma << scale; near the bound the same step in
-    # theta moves sigma less, and sigma never reaches the bound.
-    new_theta = theta - step
+    entropy_grad = (settings.lam / n_tokens)[:, None]  # d(lam * mean log sigma) / d log sigma_i
+    distortion_grad = sigma.detach() * grad  # dD / d log sigma_i
     u = torch.log(sigma.detach().clamp(min=1e-30))
-    entropy = (torch.where(mask, u, torch.zeros_like(u)).sum(1) / n_tokens) * settings.lam
-    loss = (distortion.detach() - entropy).cpu()
+    burning_in = torch.tensor([t.steps < settings.burn_in for t in tracks], device=device)[:, None]
+    # Burn-in: jump to where a locally quadratic D would have its optimum (exact for a
+    # linear Phi): u* = u + log((lam/n) / (dD/du)) / 2. Then damped Newton steps with the
+    # curvature 2 lam/n that any locally quadratic D has at its optimum.
+    jump = 0.5 * torch.log(entropy_grad / distortion_grad.clamp(min=1e-30))
+    newton = settings.learning_rate * (entropy_grad - distortion_grad) / (2 * entropy_grad)
+    move = torch.where(burning_in, jump, newton).clamp(-_MAX_MOVE, _MAX_MOVE)
+    # Back to theta through the bound: a sigma pushed past the scale sits on it exactly.
+    ratio = torch.exp(u + move) / scale
+    new_theta = torch.logit(ratio.clamp(max=1.0), eps=None).clamp(-_THETA_LIMIT, _THETA_LIMIT)
+    new_theta = torch.where(ratio >= 1.0, torch.full_like(new_theta, _THETA_LIMIT), new_theta)
+    loss = (distortion.detach() - settings.lam * (torch.where(mask, u, 0.0).sum(1) / n_tokens)).cpu()
     for a, (p, t) in enumerate(zip(problems, tracks, strict=True)):
         n = len(p.x)
         t.theta = torch.where(p.noise_mask, new_theta[a, :n].cpu(), t.theta)
-        _record(t, u[a, :n].cpu(), float(loss[a]), p.noise_mask, settings)
+        t.steps += 1
+        if t.steps > settings.burn_in:
+            t.log_sigma.append(u[a, :n].cpu())
+            t.losses.append(float(loss[a]))
+            t.converged = _converged(t, p.noise_mask, settings)
 
 
-def _record(track: _Track, u: torch.Tensor, loss: float, mask: torch.Tensor, settings: _Settings) -> None:
-    """Accumulate the window averages and apply the convergence rule."""
-    track.steps += 1
-    track.history.append(loss)
-    if track.steps <= settings.burn_in:
-        return
-    track.window_u = u.clone() if track.window_u is None else track.window_u + u
-    track.window_loss += loss
-    track.window_count += 1
-    if track.window_count < settings.window:
-        return
-    mean_u = track.window_u / track.window_count
-    track.mean_loss = track.window_loss / track.window_count
-    if track.previous_u is not None and bool(mask.any()):
-        diff = (mean_u - track.previous_u)[mask]
-        change = diff.abs().max() if settings.criterion == "max" else diff.pow(2).mean().sqrt()
-        track.converged = bool(change < settings.tol)
-    elif not bool(mask.any()):
-        track.converged = True
-    track.previous_u = mean_u
-    track.mean_u = mean_u
-    track.window_u = None
-    track.window_loss = 0.0
-    track.window_count = 0
+def _converged(track: _Track, mask: torch.Tensor, settings: _Settings) -> bool:
+    """Every ``window`` steps: do the two halves of the second half of the history agree?
+
+    The first half of the steps after the burn-in is discarded as transient; the second
+    half is split in two and the RMS (over perturbed tokens) difference of their mean
+    log sigma must be below ``tol``.
+    """
+    m = len(track.log_sigma)
+    if m < 2 * settings.window or m % settings.window:
+        return False
+    if not bool(mask.any()):
+        return True
+    tail = torch.stack(track.log_sigma[m // 2 :])[:, mask]
+    half = len(tail) // 2
+    change = (tail[:half].mean(0) - tail[half:].mean(0)).pow(2).mean().sqrt()
+    return bool(change < settings.tol)
 
 
 def _result(problem: _Problem, track: _Track, scale: float) -> InformationResult:
-    if track.mean_u is None:  # stopped inside the first window
-        mean_u = track.window_u / max(track.window_count, 1) if track.window_u is not None else track.theta
-        loss = track.window_loss / max(track.window_count, 1)
-    else:
-        mean_u, loss = track.mean_u, track.mean_loss
-    sigma = torch.where(problem.noise_mask, mean_u.exp(), torch.full_like(mean_u, float("nan")))
+    """sigma = exp(mean log sigma over the second half of the steps after the burn-in)."""
+    if track.log_sigma:
+        history = torch.stack(track.log_sigma)
+        mean_u = history[len(history) // 2 :].mean(0)
+        loss = float(np.mean(track.losses[len(track.losses) // 2 :]))
+    else:  # max_steps within the burn-in
+        mean_u = torch.log(scale * torch.sigmoid(track.theta))
+        loss = float("nan")
+    sigma = torch.where(problem.noise_mask, mean_u.double().exp(), torch.full_like(mean_u.double(), float("nan")))
     return InformationResult(
-        sigma=sigma.double().numpy(),
-        loss=float(loss),
+        sigma=sigma.numpy(),
+        loss=loss,
         iterations=track.steps,
         converged=track.converged,
         scale=float(scale),
