@@ -48,6 +48,8 @@ __all__ = ["Lime", "lime_kernel_mass"]
 #: lime's default number of samples: fixes the relative weight of the original text
 #: and of the ridge penalty in the surrogate we estimate.
 REFERENCE_SAMPLES = 5000
+#: Below this many random draws the standard errors are floored (see ``_estimate``).
+_SOME_UNITS = 16
 
 
 class Lime(SampledExplainer):
@@ -147,6 +149,21 @@ class Lime(SampledExplainer):
                 fit.r2,
                 state.exact,
             )
+            units = int(pair.max()) + 1
+            if not exact and units < _SOME_UNITS:
+                # Few random draws: their variance says little. Floor it with the
+                # sandwich that treats every row as drawn, which measures how badly the
+                # linear surrogate fits, i.e. how much the strata left out could move it.
+                every_row = np.arange(len(values))
+                misfit = weighted_fit(
+                    coalitions,
+                    values,
+                    weights,
+                    every_row,
+                    np.zeros_like(every_row),
+                    ridge=self.alpha,
+                )
+                stderr = np.maximum(stderr, misfit.stderr)
         quality = {
             "intercept": float(intercept),
             "r2": float(r2),

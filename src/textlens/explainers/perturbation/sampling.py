@@ -113,10 +113,13 @@ def stratified_design(
     rows: list[np.ndarray] = []
     weights: list[np.ndarray] = []
     sampled: list[_Stratum] = []
-    # Enumerate the strata worth at least one draw per coalition, richest first.
-    for stratum in sorted(strata, key=lambda s: (-s.mass / s.count, s.low)):
+    # Enumerate the strata worth at least one draw per coalition, richest first. The
+    # richest (one feature in or out) is always enumerated when it fits: without it some
+    # features would appear in no informative coalition at small budgets.
+    for rank, stratum in enumerate(sorted(strata, key=lambda s: (-s.mass / s.count, s.low))):
         share = left * stratum.mass / remaining if remaining > 0 else 0.0
-        if stratum.count <= share and stratum.count <= _MAX_ENUMERATED_STRATUM:
+        worth = stratum.count <= share or (rank == 0 and stratum.count <= left)
+        if worth and stratum.count <= _MAX_ENUMERATED_STRATUM:
             block = stratum.enumerate(n)
             rows.append(block)
             weights.append(_size_weight(block, mass, n))
