@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from textlens.explainers.information import InformationLoss
+from textlens.explainers.information import INITIAL_THETA, InformationLoss
 from textlens.layers import layer_sweep
 from textlens.model import ModelAdapter
 
@@ -67,7 +67,7 @@ def reference_fit(
         s = state(encoding, x)
     noisy_tokens = ~torch.tensor(encoding.special[0])
     scale = explainer.effective_scale
-    theta = torch.full((x.shape[1],), explainer.initial_theta, requires_grad=True)
+    theta = torch.full((x.shape[1],), INITIAL_THETA, requires_grad=True)
     optimizer = torch.optim.Adam([theta], lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
