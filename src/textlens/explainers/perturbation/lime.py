@@ -19,7 +19,11 @@ spend many model calls on duplicates: lime evaluates its 5,000 samples even when
 short text has only a few hundred distinct ones). Each size is a stratum, sampled in
 proportion to its weight; the strata near the original text, which carry most of the
 weight, are enumerated exactly; when ``2**n`` fits the budget the whole surrogate is
-exact. Complementary pairs are not used here: the complement of a near-full sample is
+exact. The sampled part is fitted by :func:`.sampling.crossfit_fit` (exact Gram
+matrix, cross-fitted linear control variate): the in-sample weighted regression is
+unstable when the random draws are about as many as the features (its error at 2n
+evaluations used to exceed that at 1n) and its standard errors then far too small.
+Complementary pairs are not used here: the complement of a near-full sample is
 a near-empty one, whose weight is almost nil. The result reports the surrogate's
 weighted R² (how well a linear model fits locally), its intercept and its prediction at
 the original text, and a standard error per feature.
@@ -41,15 +45,13 @@ from ...features import Grouping
 from ...model import ModelAdapter
 from .base import FeatureScores, SampledExplainer
 from .engine import DEFAULT_BATCH_TOKENS, TextGame
-from .sampling import Design, stratified_design, weighted_fit
+from .sampling import Design, crossfit_fit, population_gram, stratified_design, weighted_fit
 
 __all__ = ["Lime", "lime_kernel_mass"]
 
 #: lime's default number of samples: fixes the relative weight of the original text
 #: and of the ridge penalty in the surrogate we estimate.
 REFERENCE_SAMPLES = 5000
-#: Below this many random draws the standard errors are floored (see ``_estimate``).
-_SOME_UNITS = 16
 
 
 class Lime(SampledExplainer):
@@ -138,10 +140,23 @@ class Lime(SampledExplainer):
             intercept = float(values[1]) if n else f_full
             stderr, r2, exact = np.zeros(n), 1.0, True
         else:
-            weights = np.concatenate([[1.0], state.weights])
-            pair = np.concatenate([[-1], state.pair])
-            group = np.concatenate([[-1], state.group])
-            fit = weighted_fit(coalitions, values, weights, pair, group, ridge=self.alpha)
+            design = Design(
+                coalitions,
+                np.concatenate([[1.0], state.weights]),
+                np.concatenate([[-1], state.pair]),
+                np.concatenate([[-1], state.group]),
+                state.exact,
+                None if state.slot is None else np.concatenate([[-1], state.slot]),
+            )
+            if state.exact:
+                fit = weighted_fit(
+                    coalitions, values, design.weights, design.pair, design.group, ridge=self.alpha
+                )
+            else:
+                mass = lime_kernel_mass(n, self.kernel_width) * REFERENCE_SAMPLES
+                mass[n] += 1.0  # the original text, one sample of weight 1
+                gram = population_gram(n, mass, intercept=True)
+                fit = crossfit_fit(coalitions, values, design, gram, ridge=self.alpha)
             coef, intercept, stderr, r2, exact = (
                 fit.coef,
                 fit.intercept,
@@ -149,21 +164,6 @@ class Lime(SampledExplainer):
                 fit.r2,
                 state.exact,
             )
-            units = int(pair.max()) + 1
-            if not exact and units < _SOME_UNITS:
-                # Few random draws: their variance says little. Floor it with the
-                # sandwich that treats every row as drawn, which measures how badly the
-                # linear surrogate fits, i.e. how much the strata left out could move it.
-                every_row = np.arange(len(values))
-                misfit = weighted_fit(
-                    coalitions,
-                    values,
-                    weights,
-                    every_row,
-                    np.zeros_like(every_row),
-                    ridge=self.alpha,
-                )
-                stderr = np.maximum(stderr, misfit.stderr)
         quality = {
             "intercept": float(intercept),
             "r2": float(r2),

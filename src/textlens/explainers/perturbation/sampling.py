@@ -20,17 +20,31 @@ budget of distinct coalitions by **stratified sampling** on the size:
 
 Standard errors come from the linearisation (sandwich) of the weighted least-squares
 solution, with the variance of the sampled part estimated from the pairs of each
-stratum (strata with few pairs are pooled) and HC3 leverage-corrected residuals.
+stratum (strata with few pairs are pooled), cluster-jackknife (CR3) residuals and a
+Welch-Satterthwaite t inflation. :func:`crossfit_fit` estimates the same fit with the
+exact population Gram matrix and cross-fitted control variates (used by LIME, whose
+in-sample regression estimate is unstable when random rows are about as many as the
+features).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Design", "Fit", "all_coalitions", "stratified_design", "weighted_fit"]
+__all__ = [
+    "Control",
+    "Design",
+    "Fit",
+    "all_coalitions",
+    "crossfit_fit",
+    "population_gram",
+    "stratified_design",
+    "weighted_fit",
+]
 
 _MAX_ENUMERATED_STRATUM = 200_000
 _MIN_UNITS_PER_STRATUM = 3
@@ -53,6 +67,9 @@ class Design:
         ``[m]`` variance group of the row's pair (pooled strata); -1 if enumerated.
     exact : bool
         True when every stratum with weight was enumerated.
+    slot : np.ndarray or None
+        ``[m]`` a random rank of the row's pair among the pairs of its group (-1 if
+        enumerated): cross-fitting splits the pairs into folds by ``slot % folds``.
     """
 
     coalitions: np.ndarray
@@ -60,6 +77,7 @@ class Design:
     pair: np.ndarray
     group: np.ndarray
     exact: bool
+    slot: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.weights)
@@ -113,12 +131,15 @@ def stratified_design(
     rows: list[np.ndarray] = []
     weights: list[np.ndarray] = []
     sampled: list[_Stratum] = []
-    # Enumerate the strata worth at least one draw per coalition, richest first. The
-    # richest (one feature in or out) is always enumerated when it fits: without it some
-    # features would appear in no informative coalition at small budgets.
+    # Enumerate the strata worth at least one draw per coalition, richest first. With
+    # pairs, the richest (one feature in or out) is always enumerated when it fits:
+    # without it some features would appear in no informative coalition at small
+    # budgets. Not without pairs (LIME): its richest stratum per coalition (one feature
+    # out) holds little of the kernel's weight, and enumerating it would spend half of
+    # a budget of 2n on it, leaving the strata that matter as few draws as at 1n.
     for rank, stratum in enumerate(sorted(strata, key=lambda s: (-s.mass / s.count, s.low))):
         share = left * stratum.mass / remaining if remaining > 0 else 0.0
-        worth = stratum.count <= share or (rank == 0 and stratum.count <= left)
+        worth = stratum.count <= share or (paired and rank == 0 and stratum.count <= left)
         if worth and stratum.count <= _MAX_ENUMERATED_STRATUM:
             block = stratum.enumerate(n)
             rows.append(block)
@@ -159,14 +180,33 @@ def stratified_design(
     exact = partial == 0
     if not rows:
         empty = np.zeros(0, dtype=np.int64)
-        return Design(np.zeros((0, n), bool), np.zeros(0), empty, empty.copy(), exact)
+        return Design(np.zeros((0, n), bool), np.zeros(0), empty, empty.copy(), exact, empty.copy())
+    pair = np.concatenate(pair_ids)
+    group = np.concatenate(group_ids)
     return Design(
         coalitions=np.concatenate(rows),
         weights=np.concatenate(weights),
-        pair=np.concatenate(pair_ids),
-        group=np.concatenate(group_ids),
+        pair=pair,
+        group=group,
         exact=exact,
+        slot=_random_slots(pair, group, rng),
     )
+
+
+def _random_slots(pair: np.ndarray, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each pair's rank in a random order of the pairs of its group (-1 if enumerated)."""
+    slot = np.full(len(pair), -1, dtype=np.int64)
+    if not (pair >= 0).any():
+        return slot
+    n_pairs = int(pair.max()) + 1
+    pair_group = np.full(n_pairs, -1, dtype=np.int64)
+    pair_group[pair[pair >= 0]] = group[pair >= 0]
+    pair_slot = np.zeros(n_pairs, dtype=np.int64)
+    for g in np.unique(pair_group[pair_group >= 0]):
+        members = np.flatnonzero(pair_group == g)
+        pair_slot[members[rng.permutation(len(members))]] = np.arange(len(members))
+    slot[pair >= 0] = pair_slot[pair[pair >= 0]]
+    return slot
 
 
 def weighted_fit(
@@ -233,6 +273,242 @@ def weighted_fit(
     return Fit(coef=coef, intercept=b0, stderr=se, r2=r2)
 
 
+def population_gram(n: int, mass: np.ndarray, *, intercept: bool) -> np.ndarray:
+    """``sum over all coalitions S of w(S) z z^T``, for weights that depend only on ``|S|``.
+
+    ``z`` is the coalition as 0/1 (with a leading 1 if ``intercept``); ``mass[s]`` is the
+    total weight of the coalitions of size ``s`` (``0..n``). A coalition of size ``s``
+    holds a given feature with chance ``s / n`` and two given ones with chance
+    ``s (s - 1) / (n (n - 1))``, so the matrix is known without enumerating anything.
+    """
+    sizes = np.arange(n + 1, dtype=np.float64)
+    s1 = float(np.sum(mass * sizes)) / max(n, 1)
+    s2 = float(np.sum(mass * sizes * (sizes - 1))) / (n * (n - 1)) if n > 1 else 0.0
+    block = np.full((n, n), s2)
+    np.fill_diagonal(block, s1)
+    if not intercept:
+        return block
+    gram = np.empty((n + 1, n + 1))
+    gram[0, 0] = float(np.sum(mass))
+    gram[0, 1:] = gram[1:, 0] = s1
+    gram[1:, 1:] = block
+    return gram
+
+
+@dataclass
+class Control:
+    """A control variate for :func:`crossfit_fit`: a game ``h`` fitted to some rows.
+
+    Attributes
+    ----------
+    predict : np.ndarray
+        ``[m]`` ``h`` at every row of the design.
+    answer : np.ndarray
+        The fit of ``h`` over all coalitions (the parameter vector, intercept first if
+        it is fitted), known without a model call.
+    empty, full : float
+        ``h`` at no feature and at every feature (used with a fixed intercept / total).
+    answer_variance : np.ndarray or None
+        Monte Carlo variance of ``answer``, if it is itself estimated.
+    """
+
+    predict: np.ndarray
+    answer: np.ndarray
+    empty: float
+    full: float
+    answer_variance: np.ndarray | None = None
+
+
+ControlFactory = Callable[[np.ndarray, np.ndarray], Control]
+
+#: Folds of :func:`crossfit_fit`: each control is fitted on the other folds' pairs.
+CROSSFIT_FOLDS = 4
+
+
+def crossfit_fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    design: Design,
+    gram: np.ndarray,
+    *,
+    intercept: float | None = None,
+    total: float | None = None,
+    ridge: float = 0.0,
+    control: ControlFactory | None = None,
+    folds: int = CROSSFIT_FOLDS,
+) -> Fit:
+    """The fit over all coalitions, estimated with cross-fitted control variates.
+
+    The target is the weighted least-squares fit of ``y`` over *all* coalitions (with
+    ``gram`` = :func:`population_gram`, known exactly). Its normal equations need only
+    ``b = sum_S w(S) z y(S)``. Write ``y = h + r`` with ``h`` a cheap game whose fit is
+    known (by default the linear model fitted to the design): ``fit(y) = fit(h) +
+    gram^-1 b(r)``, and ``b(r)`` is estimated by Horvitz-Thompson from the design.
+    If ``h`` were fitted to the very rows that estimate ``b(r)``, the residuals there
+    would be too small (the fit bends towards them): the estimate would be biased and
+    its standard errors far too small whenever the random rows are not many more than
+    the features -- the in-sample weighted regression estimator (KernelSHAP) at small
+    budgets. So the random pairs are split into ``folds``, and each fold's residuals
+    come from the ``h`` fitted to everything else (cross-fitting, as in double machine
+    learning: Chernozhukov et al. 2018, https://arxiv.org/abs/1608.00060; for Shapley
+    values with exact ``gram``: Covert & Lee 2021, https://arxiv.org/abs/2012.01536;
+    regression-adjusted Monte Carlo: Witter et al. 2025, https://arxiv.org/abs/2506.11849).
+    The result is unbiased up to second order, its error does not blow up when the
+    random rows are about as many as the features, and its standard errors (the
+    between-pair spread of the out-of-fold contributions, per variance group) are honest.
+
+    Parameters
+    ----------
+    x, y : np.ndarray
+        ``[m, n]`` coalitions and ``[m]`` values of the design's rows.
+    design : Design
+        Weights and sampling structure of the rows (rows with ``pair == -1`` are
+        enumerated, i.e. not random).
+    gram : np.ndarray
+        The population Gram matrix (with the intercept first if ``intercept`` is None).
+    intercept, total, ridge
+        As in :func:`weighted_fit`.
+    control : callable or None
+        ``control(train_mask, train_weights) -> Control``; None: the linear model.
+    """
+    w = design.weights
+    pair = design.pair
+    random = pair >= 0
+    fixed = intercept is not None
+    m = x.shape[0]
+    z = x.astype(np.float64) if fixed else np.hstack([np.ones((m, 1)), x])
+    p = z.shape[1]
+    penalty = np.eye(p) * ridge
+    if not fixed:
+        penalty[0, 0] = 0.0
+    inverse = _pinv(gram + penalty)
+    project = inverse
+    a_ones = np.zeros(p)
+    denominator = 1.0
+    if total is not None:
+        ones = np.zeros(p)
+        ones[int(not fixed) :] = 1.0
+        a_ones = inverse @ ones
+        denominator = float(ones @ a_ones)
+        project = inverse - np.outer(a_ones, a_ones) / denominator
+
+    def solve(b: np.ndarray, t: float | None) -> np.ndarray:
+        return project @ b + (a_ones * (t / denominator) if t is not None else 0.0)
+
+    if control is None:
+
+        def control(train: np.ndarray, weights: np.ndarray) -> Control:
+            none = np.full(int(train.sum()), -1)
+            fit = weighted_fit(
+                x[train], y[train], weights[train], none, none,
+                intercept=intercept, total=total, ridge=ridge + _control_ridge(train, gram),
+            )  # fmt: skip
+            gamma = fit.coef if fixed else np.concatenate([[fit.intercept], fit.coef])
+            offset = float(intercept) if fixed else 0.0
+            empty = offset if fixed else float(gamma[0])
+            h_total = float(np.sum(gamma[int(not fixed) :]))
+            return Control(
+                predict=z @ gamma + offset,
+                answer=solve(gram @ gamma, h_total if total is not None else None),
+                empty=empty,
+                full=empty + h_total,
+            )
+
+    units = int(pair.max()) + 1 if random.any() else 0
+    slot = design.slot if design.slot is not None else np.where(random, pair, -1)
+    k_folds = max(min(folds, units), 1)
+    fold = np.where(random, slot % k_folds, -1)
+    unit_fold = np.zeros(max(units, 1), dtype=np.int64)
+    unit_fold[pair[random]] = fold[random]
+    share = np.bincount(unit_fold[:units], minlength=k_folds) / max(units, 1)
+    base = y - intercept if fixed else y.astype(np.float64)
+    residual = np.zeros(m)
+    estimate = np.zeros(p)
+    answer_variance = np.zeros(p)
+    enumerated = ~random
+    for k in range(k_folds):
+        test = fold == k
+        if units and not test.any():
+            continue
+        train = ~test
+        weights = w.copy()
+        if units:
+            weights[random & train] /= 1.0 - share[k] if share[k] < 1 else 1.0
+        h = control(train, weights)
+        r = base - (h.predict - h.empty if fixed else h.predict)
+        t_r = None if total is None else total - (h.full - h.empty)
+        b_enumerated = z[enumerated].T @ (w[enumerated] * r[enumerated])
+        lam = share[k] if units else 1.0
+        estimate += lam * (h.answer + solve(b_enumerated, t_r))
+        residual[test] = r[test]
+        if h.answer_variance is not None:
+            answer_variance += lam**2 * h.answer_variance
+    estimate += project @ (z[random].T @ (w[random] * residual[random]))
+    stderr = np.zeros(p)
+    if units:
+        contributions = (z[random] * (w[random] * residual[random])[:, None]) @ project.T
+        stderr = _projected_variance(contributions, pair[random], design.group[random])
+    stderr = np.sqrt(np.clip(stderr + answer_variance, 0.0, None))
+    coef = estimate if fixed else estimate[1:]
+    b0 = float(intercept) if fixed else float(estimate[0])
+    fitted = z @ estimate + (float(intercept) if fixed else 0.0)
+    mean = float(np.sum(w * y) / np.sum(w)) if np.sum(w) > 0 else 0.0
+    ss_total = float(np.sum(w * (y - mean) ** 2))
+    r2 = 1.0 - float(np.sum(w * (y - fitted) ** 2)) / ss_total if ss_total > 0 else 1.0
+    return Fit(coef=coef, intercept=b0, stderr=stderr if fixed else stderr[1:], r2=r2)
+
+
+#: Ridge of the control fits, relative to the mean diagonal of the population Gram
+#: matrix, when they have fewer than twice as many rows as parameters: keeps such a
+#: control from going wild. With more rows only a trace of it, so that a control fitted
+#: to an additive game is the game itself and the estimate is exact.
+_CONTROL_RIDGE = 1e-2
+
+
+def _control_ridge(train: np.ndarray, gram: np.ndarray) -> float:
+    p = gram.shape[0]
+    scale = 1.0 if int(train.sum()) < 2 * p else 1e-8
+    return _CONTROL_RIDGE * scale * float(gram.trace()) / p
+
+
+def _projected_variance(
+    contributions: np.ndarray, pairs: np.ndarray, groups: np.ndarray
+) -> np.ndarray:
+    """Variance of the sum of the sampled pairs' contributions, i.i.d. within a group.
+
+    Within a group of ``k`` pairs the variance of the sum is estimated by ``k/(k-1)``
+    times the sum of squared deviations; the groups add up. That estimate is itself
+    uncertain when it rests on few pairs, so it is inflated by ``(t/z)**2`` with the
+    Welch-Satterthwaite degrees of freedom of the sum (per coefficient): a group of 3
+    pairs among many others costs little, one group of 3 pairs alone costs a lot.
+    """
+    p = contributions.shape[1]
+    n_pairs = int(pairs.max()) + 1
+    per_pair = np.zeros((n_pairs, p))
+    np.add.at(per_pair, pairs, contributions)
+    present = np.zeros(n_pairs, dtype=bool)
+    present[pairs] = True
+    pair_group = np.full(n_pairs, -1, dtype=np.int64)
+    pair_group[pairs] = groups
+    variance = np.zeros(p)
+    spread = np.zeros(p)  # sum over groups of variance**2 / dof
+    for g in np.unique(pair_group[present]):
+        block = per_pair[present & (pair_group == g)]
+        k = len(block)
+        if k < 2:  # one pair: its square, as if from one degree of freedom
+            part = block[0] ** 2
+            variance += part
+            spread += part**2
+            continue
+        centred = block - block.mean(axis=0)
+        part = np.sum(centred**2, axis=0) * (k / (k - 1))
+        variance += part
+        spread += part**2 / (k - 1)
+    dof = np.where(spread > 0, variance**2 / np.where(spread > 0, spread, 1.0), 1e6)
+    inflation = np.array([_t_inflation(max(int(d), 1)) for d in dof])
+    return variance * inflation
+
+
 def _sandwich(
     design: np.ndarray,
     w: np.ndarray,
@@ -245,8 +521,9 @@ def _sandwich(
 
     The estimate is ``P @ sum_rows(w x r)`` to first order; enumerated rows are not
     random. Each sampled pair contributes ``g = sum_over_its_rows(w x r)`` with r the
-    HC3-corrected residual; within a variance group the pairs are treated as an i.i.d.
-    sample, so ``Var(sum g) = k/(k-1) * sum (g - mean g)^2``.
+    pair's jackknife (CR3) residual; within a variance group the pairs are treated as an
+    i.i.d. sample, so ``Var(sum g) = k/(k-1) * sum (g - mean g)^2`` (see
+    :func:`_projected_variance` for the small-sample inflation).
     """
     p = design.shape[1]
     random_rows = pair >= 0
@@ -254,27 +531,40 @@ def _sandwich(
         return np.zeros(p)
     d = design[random_rows]
     wr = w[random_rows]
-    leverage = np.einsum("ij,jk,ik->i", d, project, d) * wr
-    scaled = residual[random_rows] / np.clip(1.0 - leverage, 0.05, None)
-    contributions = d * (wr * scaled)[:, None]
     pairs = pair[random_rows]
     groups = group[random_rows]
-    n_pairs = int(pairs.max()) + 1
-    per_pair = np.zeros((n_pairs, p))
-    np.add.at(per_pair, pairs, contributions)
-    pair_group = np.zeros(n_pairs, dtype=np.int64)
-    pair_group[pairs] = groups
-    covariance = np.zeros((p, p))
-    for g in np.unique(pair_group):
-        block = per_pair[pair_group == g]
-        k = len(block)
-        if k < 2:
-            covariance += np.outer(block[0], block[0]) * _t_inflation(1)
-            continue
-        centred = block - block.mean(axis=0)
-        covariance += centred.T @ centred * (k / (k - 1)) * _t_inflation(k - 1)
-    variance = np.einsum("ij,jk,ik->i", project, covariance, project)
+    scaled = _jackknife_residuals(d, wr, residual[random_rows], project, pairs)
+    contributions = (d * (wr * scaled)[:, None]) @ project.T
+    variance = _projected_variance(contributions, pairs, groups)
     return np.sqrt(np.clip(variance, 0.0, None))
+
+
+def _jackknife_residuals(
+    d: np.ndarray, w: np.ndarray, residual: np.ndarray, project: np.ndarray, pairs: np.ndarray
+) -> np.ndarray:
+    """Residuals of each sampled pair as if the fit had been made without that pair.
+
+    ``(I - H_uu)^-1 r_u`` with ``H_uu`` the pair's block of the hat matrix (CR3, the
+    cluster jackknife; Bell & McCaffrey 2002). The in-sample residuals of a regression
+    with about as many random pairs as features are far too small (the fit passes
+    through them), and a row-by-row correction (HC3) misses that a coalition and its
+    complement pull the fit together.
+    """
+    out = residual.copy()
+    order = np.argsort(pairs, kind="stable")
+    bounds = np.flatnonzero(np.diff(pairs[order])) + 1
+    for rows in np.split(order, bounds):
+        block = d[rows]
+        hat = (block @ project @ block.T) * w[rows][None, :]
+        keep = np.eye(len(rows)) - hat
+        try:
+            fixed = np.linalg.solve(keep, residual[rows])
+        except np.linalg.LinAlgError:
+            fixed = residual[rows] / 0.05
+        # a pair the fit cannot do without: cap the correction (as HC3's 1 - h >= 0.05)
+        limit = np.abs(residual[rows]).max() * 20.0
+        out[rows] = np.clip(fixed, -limit, limit) if limit > 0 else fixed
+    return out
 
 
 _T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
