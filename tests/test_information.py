@@ -35,7 +35,7 @@ def explainer_kwargs(tmp_path):
     return {"cache_dir": str(tmp_path / "cache")}
 
 
-# ---------------------------------------------------------------------------- the paper's sanity case
+# ------------------------------------------------------------------------ the paper's sanity case
 def test_linear_phi_ranks_positions_by_weight():
     """Guan et al.'s check: Phi(x) = sum_i w_i x_i with w = [10, 20, 5, -20, -10]."""
     torch.manual_seed(0)
@@ -56,13 +56,31 @@ def test_linear_phi_ranks_positions_by_weight():
     assert product.std() / product.mean() < 0.05
 
 
+def test_few_outputs_start_at_the_linearised_optimum():
+    """Phi with few outputs gets its exact Jacobian: for a linear Phi the start is the
+    optimum sigma_t = r sqrt(lam / 2n) / |w_t|, and the control variate removes all the
+    sampling noise, so the fit stays there and stops at the first check."""
+    torch.manual_seed(1)
+    weights = torch.tensor([10.0, 20.0, 5.0, -20.0, -10.0])
+    x = torch.randn(5, 16)
+
+    def phi(e: torch.Tensor) -> torch.Tensor:
+        return (weights[None, :, None] * e).sum(1)
+
+    r = 30.0
+    [result] = information_loss(phi, x, r=r, seed=3, lam=0.1, window=5)
+    expected = r * math.sqrt(0.1 / (2 * 5)) / weights.abs().numpy()
+    assert np.allclose(result.sigma, expected, rtol=1e-4)
+    assert result.converged and result.iterations == 10
+
+
 def test_information_loss_formula():
     sigma = np.array([0.1, 1.0])
     h = information_loss_entropy(sigma, 4)
     assert np.allclose(h, 2 * math.log(2 * math.pi * math.e) + 4 * np.log(sigma))
 
 
-# ---------------------------------------------------------------------------- the explainer on models
+# ------------------------------------------------------------------------ the explainer on models
 def test_registered():
     assert REGISTRY["information"] is InformationLoss
 
@@ -88,7 +106,9 @@ def test_one_score_per_token_and_quality(tiny_adapter, explainer_kwargs):
         q = e.quality
         assert {"sigma", "information_loss", "loss", "iterations", "converged", "scale"} <= set(q)
         assert q["target_independent"] is True
-        for special, sigma, h, score in zip(e.special, q["sigma"], q["information_loss"], e.scores, strict=True):
+        for special, sigma, h, score in zip(
+            e.special, q["sigma"], q["information_loss"], e.scores, strict=True
+        ):
             if special:  # special tokens get no noise by default
                 assert sigma is None and h is None and score == 0.0
             else:
@@ -100,7 +120,9 @@ def test_one_score_per_token_and_quality(tiny_adapter, explainer_kwargs):
 
 
 def test_special_tokens_can_be_perturbed(tiny_adapter, explainer_kwargs):
-    [e] = InformationLoss(tiny_adapter, layer=2, special_tokens="perturb", **explainer_kwargs).explain(TEXTS[:1])
+    [e] = InformationLoss(
+        tiny_adapter, layer=2, special_tokens="perturb", **explainer_kwargs
+    ).explain(TEXTS[:1])
     assert all(s is not None for s in e.quality["sigma"])
 
 
@@ -126,7 +148,9 @@ def test_batched_equals_one_by_one(tiny_adapter, explainer_kwargs, layer):
 
 def test_small_budget_still_fits_every_text(tiny_adapter, explainer_kwargs):
     big = InformationLoss(tiny_adapter, layer=1, **explainer_kwargs).explain(TEXTS)
-    small = InformationLoss(tiny_adapter, layer=1, max_batch_tokens=16, **explainer_kwargs).explain(TEXTS)
+    small = InformationLoss(tiny_adapter, layer=1, max_batch_tokens=16, **explainer_kwargs).explain(
+        TEXTS
+    )
     for a, b in zip(big, small, strict=True):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-3, atol=1e-4)
 
@@ -143,7 +167,9 @@ def test_bad_layer_message_names_the_range(tiny_adapter):
 
 
 def test_bad_parameter(tiny_adapter):
-    with pytest.raises(InvalidParameterError, match="'n_samples' parameter of InformationLoss must be an int >= 1"):
+    with pytest.raises(
+        InvalidParameterError, match="'n_samples' parameter of InformationLoss must be an int >= 1"
+    ):
         make_explainer("information", tiny_adapter, n_samples=0)
     with pytest.raises(InvalidParameterError, match="'positions'"):
         InformationLoss(tiny_adapter, layer=1, positions="middle")
@@ -169,7 +195,9 @@ def test_pooled_and_logits_states(tiny_adapter):
         pooled = ModelState(tiny_adapter, "pooled")(encoding, embeds)
         logits = ModelState(tiny_adapter, "logits")(encoding, embeds)
         bert = tiny_adapter.model.bert(
-            input_ids=encoding.input_ids, attention_mask=encoding.attention_mask, **encoding.model_inputs
+            input_ids=encoding.input_ids,
+            attention_mask=encoding.attention_mask,
+            **encoding.model_inputs,
         )
         expected_logits = tiny_adapter.logits(encoding)
     torch.testing.assert_close(pooled[:, 0], bert.pooler_output)

@@ -25,6 +25,13 @@ one noise sample per step, Adam, 5,000 steps) — same objective, faster optimis
   distortion term is ``sum_i c_i sigma_i^2``, whose optimum has curvature ``2 lambda/n``
   in every ``u_i`` whatever ``c_i``, so ``u <- u - rho (dD/du - lambda/n) / (2 lambda/n)``
   is well scaled for every token and every model;
+* a state with few elements (the logits) gets its exact Jacobian J (one backward pass
+  per element): the fit starts at the optimum of the linearised objective,
+  ``sigma_t^2 = lam / (2 n sum_f w_f |J_ft|^2)`` (capped near the common start, where
+  the linearisation holds), the same draws pushed through ``J`` serve as a control
+  variate (its expected gradient is known exactly), and the correcting steps shrink
+  like ``1/t``; with noise this small the published loop itself stays near the
+  linearised optimum, and plain stochastic steps would wander off it;
 * the result is the average of ``log sigma`` over the last window of steps, and a text
   stops when two consecutive windows agree within ``tol`` (instead of a fixed count);
 * ``r`` is computed once per model and state and cached on disk.
@@ -70,6 +77,10 @@ NAMED_STATES = ("pooled", "logits")
 #: the fit grows each token's noise from a small value (see InformationLoss).
 INITIAL_THETA = -4.0
 _BURN_IN = 3  # steps that jump to the locally-quadratic optimum before damped steps
+#: A state with at most this many noise-sample rounds' worth of elements (e.g. the
+#: logits) gets its exact Jacobian: a linearised start and a control variate.
+_EXACT_JACOBIAN_ROUNDS = 4
+_CORRECTION_RATE = 0.4  # relative step of the correction after a linearised start
 _MAX_MOVE = 2.0  # largest change of log sigma in one step
 _THETA_LIMIT = 30.0  # sigmoid(30) == 1 in float32: sigma exactly at the bound
 
@@ -109,7 +120,10 @@ class InformationResult:
 
     @property
     def scores(self) -> np.ndarray:
-        """``log(scale / sigma_i)``: information kept, >= 0, higher = more important; 0 where no noise."""
+        """``log(scale / sigma_i)``: information kept, >= 0, higher = more important.
+
+        0 where no noise was added.
+        """
         with np.errstate(invalid="ignore"):
             kept = np.log(self.scale) - np.log(self.sigma)
         return np.where(np.isnan(kept), 0.0, np.maximum(kept, 0.0))
@@ -119,7 +133,9 @@ def information_loss_entropy(sigma: np.ndarray, embedding_size: int) -> np.ndarr
     """Entropy ``K/2 log(2 pi e) + K log sigma`` of ``N(0, sigma^2 I_K)``, elementwise."""
     k = float(embedding_size)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return k / 2 * math.log(2 * math.pi * math.e) + k * np.log(np.asarray(sigma, dtype=np.float64))
+        return k / 2 * math.log(2 * math.pi * math.e) + k * np.log(
+            np.asarray(sigma, dtype=np.float64)
+        )
 
 
 # ---------------------------------------------------------------------------- the optimiser
@@ -134,6 +150,7 @@ class _Settings:
     seed: int
     burn_in: int = _BURN_IN
     theta0: float = INITIAL_THETA
+    exact_jacobian_rounds: int = _EXACT_JACOBIAN_ROUNDS
 
 
 @dataclass
@@ -145,6 +162,7 @@ class _Problem:
     target: torch.Tensor  # [F] flattened Phi(x)
     weight: torch.Tensor  # [F] 1 / r^2 per element
     seed: int
+    jacobian: torch.Tensor | None = None  # [F, T, D] sqrt(weight_f) dPhi_f / dx (small F)
 
 
 @dataclass
@@ -154,6 +172,8 @@ class _Track:
     theta: torch.Tensor  # [T]
     generator: torch.Generator
     steps: int = 0
+    burn_in: int = 0
+    jacobian_start: bool = False
     log_sigma: list[torch.Tensor] = field(default_factory=list)  # after the burn-in
     losses: list[float] = field(default_factory=list)  # after the burn-in
     converged: bool = False
@@ -181,19 +201,89 @@ def _optimise(
     tracks: dict[int, _Track] = {}
     results: dict[int, InformationResult] = {}
     while waiting or active:
-        while waiting and (not active or _fits(problems, [*active, waiting[0]], settings.n_samples, max_batch_tokens)):
+        joined: list[int] = []
+        while waiting and (
+            not active
+            or _fits(problems, [*active, waiting[0]], settings.n_samples, max_batch_tokens)
+        ):
             i = waiting.pop(0)
             active.append(i)
+            joined.append(i)
+        small = [
+            i for i in joined if _rounds(problems[i], settings) <= settings.exact_jacobian_rounds
+        ]
+        for i in small:  # one text at a time: its start never depends on its batch
+            problems[i].jacobian = _jacobian(problems[i], i, phi, settings)
+        for i in joined:
+            problem = problems[i]
+            if problem.jacobian is not None:
+                theta, burn_in = _linearised_theta(problem, settings, scale), 0
+            else:
+                theta, burn_in = torch.full((len(problem.x),), settings.theta0), settings.burn_in
             tracks[i] = _Track(
-                theta=torch.full((len(problems[i].x),), settings.theta0),
-                generator=torch.Generator(device="cpu").manual_seed(problems[i].seed),
+                theta=theta,
+                generator=torch.Generator(device="cpu").manual_seed(problem.seed),
+                burn_in=burn_in,
+                jacobian_start=problem.jacobian is not None,
             )
-        _step([problems[i] for i in active], [tracks[i] for i in active], active, phi, settings, scale)
+        _step(
+            [problems[i] for i in active], [tracks[i] for i in active], active, phi, settings, scale
+        )
         for i in list(active):
             if tracks[i].converged or tracks[i].steps >= settings.max_steps:
                 results[i] = _result(problems[i], tracks.pop(i), scale)
                 active.remove(i)
     return [results[i] for i in range(len(problems))]
+
+
+def _rounds(problem: _Problem, settings: _Settings) -> int:
+    """Model calls of ``n_samples`` rows each that the exact Jacobian of ``Phi`` needs."""
+    return math.ceil(len(problem.target) / settings.n_samples)
+
+
+def _jacobian(problem: _Problem, index: int, phi: PhiRows, settings: _Settings) -> torch.Tensor:
+    """``sqrt(w_f) dPhi_f/dx`` at the clean input, ``[F, T, D]``: one backward per element.
+
+    The rows of one model call are copies of the clean input, each pulled back along one
+    element of ``Phi`` (weighted by ``sqrt(w_f)``, so that ``sum_f |J_f t|^2`` is the
+    curvature of the distortion in ``sigma_t^2``).
+    """
+    s, n_feat = settings.n_samples, len(problem.target)
+    rows: list[torch.Tensor] = []
+    for start in range(0, n_feat, s):
+        x = problem.x[None].expand(s, -1, -1).clone().requires_grad_(True)
+        with torch.enable_grad():
+            out = phi([index], x)[:, :n_feat]  # [s, F]
+            picks = torch.arange(start, start + s, device=out.device)
+            valid = picks < n_feat
+            cotangent = torch.zeros_like(out)
+            cotangent[valid.nonzero()[:, 0], picks[valid]] = (
+                problem.weight[picks[valid]] / n_feat
+            ).sqrt()
+            (grad,) = torch.autograd.grad(out, x, grad_outputs=cotangent)
+        rows.append(grad[valid].detach())
+    return torch.cat(rows)
+
+
+def _linearised_theta(problem: _Problem, settings: _Settings, scale: float) -> torch.Tensor:
+    """theta at the optimum of the objective with ``Phi`` replaced by its linearisation.
+
+    With ``Phi(x + eps) ~ Phi(x) + J eps`` the distortion is ``sum_t a_t sigma_t^2`` with
+    ``a_t = sum_f w_f |J_ft|^2`` (``w_f`` = 1 / r_f^2 averaged over the F elements), so
+    ``sigma_t^2 = lam / (2 n a_t)`` (capped, then clipped to the bound).
+    """
+    assert problem.jacobian is not None
+    a = problem.jacobian.pow(2).sum(dim=(0, 2)).double()  # [T]
+    n = max(int(problem.noise_mask.sum()), 1)
+    sigma = torch.sqrt(settings.lam / (2 * n * a.clamp(min=1e-300)))
+    # The linearisation only holds for small noise: a token it would send far above the
+    # common starting point starts at most _MAX_MOVE (in log sigma) above it, and the
+    # corrections take it further only if the model agrees.
+    start = scale * torch.sigmoid(torch.tensor(settings.theta0, dtype=torch.float64))
+    ratio = (sigma.clamp(max=float(start) * math.exp(_MAX_MOVE)) / scale).clamp(max=1.0)
+    theta = torch.logit(ratio, eps=None).clamp(-_THETA_LIMIT, _THETA_LIMIT).float()
+    theta = torch.where(ratio >= 1.0, torch.full_like(theta, _THETA_LIMIT), theta)
+    return torch.where(problem.noise_mask, theta, torch.full_like(theta, settings.theta0))
 
 
 def _fits(problems: Sequence[_Problem], indices: list[int], samples: int, budget: int) -> bool:
@@ -229,33 +319,63 @@ def _step(
         noise[a, :, :n] = torch.randn(s, n, dim, generator=t.generator).to(device)
         target[a, : len(p.target)] = p.target
         weight[a, : len(p.weight)] = p.weight / len(p.weight)  # mean over Phi's elements
+    jac_feat = max((len(p.target) for p in problems if p.jacobian is not None), default=0)
+    jacobian = torch.zeros(n_active, jac_feat, width, dim, device=device) if jac_feat else None
+    for a, p in enumerate(problems):
+        if jacobian is not None and p.jacobian is not None:
+            jacobian[a, : p.jacobian.shape[0], : p.jacobian.shape[1]] = p.jacobian
     sigma = (scale * torch.sigmoid(theta) * mask).detach().requires_grad_(True)
     with torch.enable_grad():
-        noisy = x[:, None] + sigma[:, None, :, None] * noise
+        eps = sigma[:, None, :, None] * noise
+        noisy = x[:, None] + eps
         out = phi(indices, noisy.reshape(n_active * s, width, dim)).reshape(n_active, s, -1)
         distortion = (((out - target[:, None]) ** 2) * weight[:, None]).sum(-1).mean(1)  # [A]
-        (grad,) = torch.autograd.grad(distortion.sum(), sigma)
+        objective = distortion
+        if jacobian is not None:
+            # Control variate: the same draws through the linearised Phi, whose expected
+            # gradient is known exactly (2 a_t sigma_t). What is left is the noise of
+            # the non-linear part only, so the steps hardly fluctuate near the optimum.
+            linear = torch.einsum("aftd,astd->asf", jacobian, eps)
+            objective = distortion - linear.pow(2).sum(-1).mean(1)
+        (grad,) = torch.autograd.grad(objective.sum(), sigma)
+    if jacobian is not None:
+        grad = grad + 2 * sigma.detach() * jacobian.pow(2).sum(dim=(1, 3))
     n_tokens = mask.sum(1).clamp(min=1)
     entropy_grad = (settings.lam / n_tokens)[:, None]  # d(lam * mean log sigma) / d log sigma_i
     distortion_grad = sigma.detach() * grad  # dD / d log sigma_i
     u = torch.log(sigma.detach().clamp(min=1e-30))
-    burning_in = torch.tensor([t.steps < settings.burn_in for t in tracks], device=device)[:, None]
+    burning_in = torch.tensor([t.steps < t.burn_in for t in tracks], device=device)[:, None]
     # Burn-in: jump to where a locally quadratic D would have its optimum (exact for a
     # linear Phi): u* = u + log((lam/n) / (dD/du)) / 2. Then damped Newton steps with the
     # curvature 2 lam/n that any locally quadratic D has at its optimum.
     jump = 0.5 * torch.log(entropy_grad / distortion_grad.clamp(min=1e-30))
-    newton = settings.learning_rate * (entropy_grad - distortion_grad) / (2 * entropy_grad)
+    # A text that started at its linearised optimum only needs a correction: its steps
+    # are smaller (x _CORRECTION_RATE) and shrink like 1 / (1 + t / window)
+    # (Robbins-Monro), so the non-linear part's noise averages out instead of throwing
+    # the iterate out of the optimum's basin.
+    rate = torch.tensor(
+        [
+            settings.learning_rate * _CORRECTION_RATE / (1 + t.steps / settings.window)
+            if t.jacobian_start
+            else settings.learning_rate
+            for t in tracks
+        ],
+        device=device,
+    )[:, None]
+    newton = rate * (entropy_grad - distortion_grad) / (2 * entropy_grad)
     move = torch.where(burning_in, jump, newton).clamp(-_MAX_MOVE, _MAX_MOVE)
     # Back to theta through the bound: a sigma pushed past the scale sits on it exactly.
     ratio = torch.exp(u + move) / scale
     new_theta = torch.logit(ratio.clamp(max=1.0), eps=None).clamp(-_THETA_LIMIT, _THETA_LIMIT)
     new_theta = torch.where(ratio >= 1.0, torch.full_like(new_theta, _THETA_LIMIT), new_theta)
-    loss = (distortion.detach() - settings.lam * (torch.where(mask, u, 0.0).sum(1) / n_tokens)).cpu()
+    loss = (
+        distortion.detach() - settings.lam * (torch.where(mask, u, 0.0).sum(1) / n_tokens)
+    ).cpu()
     for a, (p, t) in enumerate(zip(problems, tracks, strict=True)):
         n = len(p.x)
         t.theta = torch.where(p.noise_mask, new_theta[a, :n].cpu(), t.theta)
         t.steps += 1
-        if t.steps > settings.burn_in:
+        if t.steps > t.burn_in:
             t.log_sigma.append(u[a, :n].cpu())
             t.losses.append(float(loss[a]))
             t.converged = _converged(t, p.noise_mask, settings)
@@ -288,7 +408,9 @@ def _result(problem: _Problem, track: _Track, scale: float) -> InformationResult
     else:  # max_steps within the burn-in
         mean_u = torch.log(scale * torch.sigmoid(track.theta))
         loss = float("nan")
-    sigma = torch.where(problem.noise_mask, mean_u.double().exp(), torch.full_like(mean_u.double(), float("nan")))
+    sigma = torch.where(
+        problem.noise_mask, mean_u.double().exp(), torch.full_like(mean_u.double(), float("nan"))
+    )
     return InformationResult(
         sigma=sigma.numpy(),
         loss=loss,
@@ -370,7 +492,9 @@ def information_loss(
 
     def phi_rows(indices: list[int], noisy: torch.Tensor) -> torch.Tensor:
         rows = noisy.reshape(len(indices), n_samples, *noisy.shape[1:])
-        outs = [phi(rows[a, :, : len(inputs[i])]).reshape(n_samples, -1) for a, i in enumerate(indices)]
+        outs = [
+            phi(rows[a, :, : len(inputs[i])]).reshape(n_samples, -1) for a, i in enumerate(indices)
+        ]
         width = max(o.shape[1] for o in outs)
         return torch.cat([torch.nn.functional.pad(o, (0, width - o.shape[1])) for o in outs])
 
@@ -378,12 +502,18 @@ def information_loss(
     return _optimise(problems, phi_rows, settings, float(scale), max_batch_tokens)
 
 
-def _masks(noise_mask: torch.Tensor | Sequence[torch.Tensor] | None, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+def _masks(
+    noise_mask: torch.Tensor | Sequence[torch.Tensor] | None, inputs: list[torch.Tensor]
+) -> list[torch.Tensor]:
     if noise_mask is None:
         return [torch.ones(len(x), dtype=torch.bool) for x in inputs]
     masks = [noise_mask] if isinstance(noise_mask, torch.Tensor) else list(noise_mask)
-    if len(masks) != len(inputs) or any(m.shape != (len(x),) for m, x in zip(masks, inputs, strict=False)):
-        raise InvalidInputError("noise_mask must hold one bool per input position, for every input.")
+    if len(masks) != len(inputs) or any(
+        m.shape != (len(x),) for m, x in zip(masks, inputs, strict=False)
+    ):
+        raise InvalidInputError(
+            "noise_mask must hold one bool per input position, for every input."
+        )
     return [m.bool() for m in masks]
 
 
@@ -394,7 +524,7 @@ def _text_seed(seed: int, ids: Sequence[int]) -> int:
 
 
 # ---------------------------------------------------------------------------- Phi of a model
-class _StopForward(Exception):  # noqa: N818 - control flow, never seen by users
+class _StopForward(Exception):
     """Raised by a forward hook once the wanted layer has run."""
 
 
@@ -424,7 +554,11 @@ class ModelState:
     @property
     def key(self) -> str:
         """A short name: 'layer3_all', 'layer3_cls', 'pooled' or 'logits'."""
-        return f"layer{self.layer}_{self.positions}" if isinstance(self.layer, int) else str(self.layer)
+        return (
+            f"layer{self.layer}_{self.positions}"
+            if isinstance(self.layer, int)
+            else str(self.layer)
+        )
 
     def describe(self) -> str:
         if isinstance(self.layer, int):
@@ -433,7 +567,10 @@ class ModelState:
         return "pooled output" if self.layer == "pooled" else "logits"
 
     def __call__(self, batch: Encoding, embeds: torch.Tensor, repeat: int = 1) -> torch.Tensor:
-        """``Phi`` of ``embeds`` (word embeddings, ``repeat`` rows per text of ``batch``): ``[rows, P, F]``."""
+        """``Phi`` of ``embeds``: ``[rows, P, F]``.
+
+        ``embeds`` are word embeddings, ``repeat`` rows per text of ``batch``.
+        """
         if self.layer == "logits":
             return self.model.logits(batch, inputs_embeds=embeds, repeat=repeat).float()[:, None, :]
         captured: list[torch.Tensor] = []
@@ -447,7 +584,9 @@ class ModelState:
             return captured[0].float()[:, None, :]
         assert isinstance(self.layer, int)
         if self._layers is None:  # no layer list found: run the whole model
-            out = self.model.forward(batch, inputs_embeds=embeds, repeat=repeat, output_hidden_states=True)
+            out = self.model.forward(
+                batch, inputs_embeds=embeds, repeat=repeat, output_hidden_states=True
+            )
             states = out.hidden_states[self.layer]
         else:
             handle = self._layers[self.layer - 1].register_forward_hook(_capture_and_stop(captured))
@@ -584,18 +723,24 @@ def _cache_key(model: ModelAdapter, texts: Sequence[str]) -> str:
     with torch.no_grad():
         for name, parameter in model.model.named_parameters():
             values = parameter.detach().double()
-            h.update(f"{name}{tuple(parameter.shape)}{values.sum():.6e}{values.abs().sum():.6e}".encode())
+            h.update(
+                f"{name}{tuple(parameter.shape)}{values.sum():.6e}{values.abs().sum():.6e}".encode()
+            )
     for text in texts:
         h.update(text.encode() + b"\0")
     return h.hexdigest()[:24]
 
 
-def _compute_spreads(model: ModelAdapter, texts: Sequence[str], max_batch_tokens: int) -> dict[str, np.ndarray]:
+def _compute_spreads(
+    model: ModelAdapter, texts: Sequence[str], max_batch_tokens: int
+) -> dict[str, np.ndarray]:
     sums: dict[str, list[torch.Tensor]] = {}
 
     def add(key: str, rows: torch.Tensor) -> None:
         rows = rows.double()
-        total = sums.setdefault(key, [torch.zeros(rows.shape[-1], dtype=torch.float64)] * 2 + [torch.zeros(())])
+        total = sums.setdefault(
+            key, [torch.zeros(rows.shape[-1], dtype=torch.float64)] * 2 + [torch.zeros(())]
+        )
         sums[key] = [total[0] + rows.sum(0), total[1] + (rows**2).sum(0), total[2] + rows.shape[0]]
 
     try:
@@ -605,7 +750,11 @@ def _compute_spreads(model: ModelAdapter, texts: Sequence[str], max_batch_tokens
     encoding = model.encode(texts)
     for _, batch in model.iter_batches(encoding, max_batch_tokens):
         pooled: list[torch.Tensor] = []
-        handle = head.register_forward_hook(lambda _m, a, _o: pooled.append(a[0])) if head else None
+        handle = (
+            head.register_forward_hook(lambda _m, a, _o, into=pooled: into.append(a[0]))
+            if head
+            else None
+        )
         try:
             with torch.no_grad():
                 out = model.forward(batch, output_hidden_states=True)
@@ -623,7 +772,9 @@ def _compute_spreads(model: ModelAdapter, texts: Sequence[str], max_batch_tokens
     spreads = {}
     for key, (total, squares, count) in sums.items():
         mean = total / count
-        std = ((squares / count - mean**2).clamp(min=0.0) * count / max(float(count) - 1, 1.0)).sqrt()
+        std = (
+            (squares / count - mean**2).clamp(min=0.0) * count / max(float(count) - 1, 1.0)
+        ).sqrt()
         floor = 1e-3 * float(std.mean()) if float(std.mean()) > 0 else 1e-6
         spreads[key] = std.clamp(min=floor).cpu().numpy()
     return spreads
@@ -637,7 +788,9 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
             np.savez(handle, **arrays)
         os.replace(tmp, path)
     except OSError as exc:  # a read-only cache must not stop an explanation
-        warnings.warn(f"Could not cache the regularisation in {path}: {exc}", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"Could not cache the regularisation in {path}: {exc}", RuntimeWarning, stacklevel=3
+        )
 
 
 # ---------------------------------------------------------------------------- the explainer
@@ -700,7 +853,9 @@ class InformationLoss(Explainer):
     batch_rtol = 5e-3
 
     name = "information"
-    description = "Information each token keeps in a hidden state (Guan et al. 2019), fast batched fit."
+    description = (
+        "Information each token keeps in a hidden state (Guan et al. 2019), fast batched fit."
+    )
     reference = "https://proceedings.mlr.press/v97/guan19a.html"
     parameter_constraints = {
         "layer": [InstanceOf(int, "an int (a layer, from 1)"), Options(NAMED_STATES)],
@@ -714,8 +869,16 @@ class InformationLoss(Explainer):
         "tol": [Interval(float, 0, None, low_open=True)],
         "seed": [Interval(int, 0, None)],
         "special_tokens": [Options(SPECIAL_TOKENS)],
-        "sample_texts": [IsNone(), InstanceOf(list, "a list of texts"), InstanceOf(tuple, "a tuple of texts")],
-        "cache_dir": [IsNone(), InstanceOf(str, "a folder path"), InstanceOf(Path, "a folder path")],
+        "sample_texts": [
+            IsNone(),
+            InstanceOf(list, "a list of texts"),
+            InstanceOf(tuple, "a tuple of texts"),
+        ],
+        "cache_dir": [
+            IsNone(),
+            InstanceOf(str, "a folder path"),
+            InstanceOf(Path, "a folder path"),
+        ],
         "use_cache": [Options((True, False))],
     }
 
@@ -763,7 +926,9 @@ class InformationLoss(Explainer):
         if not isinstance(self.layer, int):
             del params["positions"]
         texts = self.sample_texts
-        params["sample_texts"] = None if texts is None else {"count": len(texts), "sha256": _texts_digest(texts)}
+        params["sample_texts"] = (
+            None if texts is None else {"count": len(texts), "sha256": _texts_digest(texts)}
+        )
         params["cache_dir"] = None if self.cache_dir is None else str(self.cache_dir)
         return params
 
@@ -795,7 +960,9 @@ class InformationLoss(Explainer):
             n = encoding.lengths[i]
             ids = encoding.input_ids[i, :n]
             special = torch.tensor(encoding.special[i], dtype=torch.bool)
-            noise_mask = ~special if self.special_tokens == "fixed" else torch.ones(n, dtype=torch.bool)
+            noise_mask = (
+                ~special if self.special_tokens == "fixed" else torch.ones(n, dtype=torch.bool)
+            )
             target = clean[i]
             weight = (1.0 / r**2).repeat(target.shape[0])
             problems.append(
@@ -817,7 +984,9 @@ class InformationLoss(Explainer):
             out = self.state(cache[key], noisy, repeat=self.n_samples)
             return out.reshape(out.shape[0], -1)
 
-        return _optimise(problems, phi, self._settings(), self.effective_scale, self.max_batch_tokens)
+        return _optimise(
+            problems, phi, self._settings(), self.effective_scale, self.max_batch_tokens
+        )
 
     def _settings(self) -> _Settings:
         return _Settings(
@@ -836,7 +1005,11 @@ class InformationLoss(Explainer):
         for indices, batch in self.model.iter_batches(encoding, self.max_batch_tokens):
             out = self.state(batch, self.model.word_embeddings(batch.input_ids))
             for row, i in enumerate(indices):
-                n = encoding.lengths[i] if self.state.positions == "all" and isinstance(self.layer, int) else 1
+                n = (
+                    encoding.lengths[i]
+                    if self.state.positions == "all" and isinstance(self.layer, int)
+                    else 1
+                )
                 states[i] = out[row, :n].float()
         return [s for s in states if s is not None]
 
