@@ -161,7 +161,6 @@ def test_bad_arguments(planted_adapter) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 def test_demo_leaderboard_with_every_registered_method() -> None:
     """The demo model, every registered method (cheap settings), a few held-out tweets."""
     import torch
@@ -177,6 +176,7 @@ def test_demo_leaderboard_with_every_registered_method() -> None:
         "integrated_gradients": {"n_steps": 16},
         "lime": {"budget": 64},
         "shap": {"budget": 64},
+        "information": {"max_steps": 20, "n_samples": 2},
     }
     params = {k: v for k, v in cheap.items() if k in REGISTRY}
     board = leaderboard(
