@@ -173,7 +173,6 @@ class _Track:
     generator: torch.Generator
     steps: int = 0
     burn_in: int = 0
-    jacobian_start: bool = False
     log_sigma: list[torch.Tensor] = field(default_factory=list)  # after the burn-in
     losses: list[float] = field(default_factory=list)  # after the burn-in
     converged: bool = False
@@ -224,7 +223,6 @@ def _optimise(
                 theta=theta,
                 generator=torch.Generator(device="cpu").manual_seed(problem.seed),
                 burn_in=burn_in,
-                jacobian_start=problem.jacobian is not None,
             )
         _step(
             [problems[i] for i in active], [tracks[i] for i in active], active, phi, settings, scale
@@ -356,9 +354,9 @@ def _step(
     rate = torch.tensor(
         [
             settings.learning_rate * _CORRECTION_RATE / (1 + t.steps / settings.window)
-            if t.jacobian_start
+            if p.jacobian is not None
             else settings.learning_rate
-            for t in tracks
+            for p, t in zip(problems, tracks, strict=True)
         ],
         device=device,
     )[:, None]
