@@ -22,8 +22,11 @@ enumerated) and texts of about 20, 60 and 200 tokens, in one run:
 * For every method and setting: CPU seconds and wall seconds per text, model evaluations
   per text (inputs actually sent through the model), mean relative L2 error to the
   reference, and the peak extra memory (RSS, sampled by a thread with psutil).
-* Ratios: for each library setting, the time our method needs to reach the same (or a
-  lower) mean error, interpolated on our error-vs-time curve.
+* Ours runs at each of ``--precisions``: float32, and bfloat16 (autocast; about half the
+  cost of a model call on CPUs with native bfloat16), whose error is measured against
+  the same float32 references, so its rounding counts against it.
+* Ratios: for each library setting, the CPU time of our cheapest setting whose mean
+  error is at most the library's (no interpolation: a setting we ran).
 
 The libraries get a plain batched classifier ``f(list of strings)``: 64 strings per
 forward pass, in the order given, padded to the longest of the chunk (what a user
@@ -59,6 +62,7 @@ import numpy as np
 import torch
 
 from textlens.explainers.perturbation import Lime, Shap
+from textlens.explainers.perturbation.engine import PRECISIONS
 from textlens.features import CharSpans, feature_spans
 from textlens.model import ModelAdapter
 
@@ -398,13 +402,12 @@ def run_group(
     cache: dict[str, Any],
     save: Callable[[], None],
     log: Callable[[str], None],
+    precisions: Sequence[str] = ("float32",),
 ) -> dict[str, Any]:
-    rows: dict[str, dict[str, list[dict[str, Any]]]] = {
-        "shap_ours": {},
-        "shap_library": {},
-        "lime_ours": {},
-        "lime_library": {},
-    }
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {"shap_library": {}, "lime_library": {}}
+    for precision in precisions:
+        rows[ours_name("shap", precision)] = {}
+        rows[ours_name("lime", precision)] = {}
     references: dict[str, list[dict[str, Any]]] = {"shap": [], "lime_ours": [], "lime_library": []}
     agreement: dict[str, list[float]] = {
         "shap_library_vs_shapley": [],
@@ -513,35 +516,9 @@ def run_group(
             _lime_agreement(lime_lib_ref, lime_ref, lime_spans)
         )
 
-        # ours (always re-timed)
-        for multiple in config.shap_multiples:
-            budget = max(round(multiple * n) + 2, 4)
-            r = ours(Shap, adapter, text, target, budget=budget, seed=0)
-            _add(rows["shap_ours"], f"{multiple}n", r, shap_ref["values"], stderr=True)
-        for multiple in (*config.lime_multiples, "exact"):
-            if multiple == "exact":
-                if 2**n_lime > 4096:
-                    continue
-                budget = 2**n_lime
-            else:
-                budget = max(round(multiple * n_lime) + 1, 4)
-            r = ours(
-                Lime,
-                adapter,
-                text,
-                target,
-                budget=budget,
-                seed=0,
-                masking="delete",
-                features=LIME_FEATURES,
-            )
-            _add(
-                rows["lime_ours"],
-                f"{multiple}n" if multiple != "exact" else "exact",
-                r,
-                lime_ref["values"],
-                stderr=True,
-            )
+        # ours (always re-timed), at each precision
+        for precision in precisions:
+            _run_ours(adapter, text, target, n, n_lime, config, precision, rows, shap_ref, lime_ref)
     return {
         "n_texts": len(texts),
         "features_mean": float(np.mean([n_features(adapter, t) for t in texts])),
@@ -553,6 +530,56 @@ def run_group(
             for name, settings in rows.items()
         },
     }
+
+
+def ours_name(method: str, precision: str) -> str:
+    """Row name of our ``method`` at ``precision``: 'shap_ours', 'lime_ours_bf16'..."""
+    return f"{method}_ours" + ("" if precision == "float32" else "_bf16")
+
+
+def _run_ours(
+    adapter: ModelAdapter,
+    text: str,
+    target: int,
+    n: int,
+    n_lime: int,
+    config: GroupConfig,
+    precision: str,
+    rows: dict[str, dict[str, list[dict[str, Any]]]],
+    shap_ref: dict[str, Any],
+    lime_ref: dict[str, Any],
+) -> None:
+    for multiple in config.shap_multiples:
+        budget = max(round(multiple * n) + 2, 4)
+        r = ours(Shap, adapter, text, target, budget=budget, seed=0, precision=precision)
+        _add(
+            rows[ours_name("shap", precision)], f"{multiple}n", r, shap_ref["values"], stderr=True
+        )
+    for multiple in (*config.lime_multiples, "exact"):
+        if multiple == "exact":
+            if 2**n_lime > 4096:
+                continue
+            budget = 2**n_lime
+        else:
+            budget = max(round(multiple * n_lime) + 1, 4)
+        r = ours(
+            Lime,
+            adapter,
+            text,
+            target,
+            budget=budget,
+            seed=0,
+            masking="delete",
+            features=LIME_FEATURES,
+            precision=precision,
+        )
+        _add(
+            rows[ours_name("lime", precision)],
+            f"{multiple}n" if multiple != "exact" else "exact",
+            r,
+            lime_ref["values"],
+            stderr=True,
+        )
 
 
 def _relative_norm(stderr: Sequence[float], values: Sequence[float]) -> float:
@@ -742,12 +769,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
         "shap_library": ("shap Partition (Owen)", "C3", "s"),
         "lime_ours": ("textlens lime", "C0", "o"),
         "lime_library": ("lime", "C3", "s"),
+        "shap_ours_bf16": ("textlens shap, bfloat16", "C2", "^"),
+        "lime_ours_bf16": ("textlens lime, bfloat16", "C2", "^"),
     }
     for col, group in enumerate(groups):
         g = report["groups"][group]
-        for row, names in enumerate((("shap_ours", "shap_library"), ("lime_ours", "lime_library"))):
+        for row, method in enumerate(("shap", "lime")):
             ax = axes[row][col]
-            for name in names:
+            for name in [n for n in styles if n.startswith(method) and n in g["curves"]]:
                 curve = sorted(g["curves"][name].values(), key=lambda p: p["cpu_s"])
                 label, color, marker = styles[name]
                 ax.plot(
@@ -795,6 +824,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="JSON cache of references and library runs (default: user cache)",
     )
+    parser.add_argument(
+        "--precisions",
+        default="float32,bfloat16",
+        help="our methods' precisions, comma-separated (default both; bfloat16 only pays "
+        "on CPUs with native bfloat16, AVX512-BF16 or AMX)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     return parser.parse_args(argv)
 
@@ -805,6 +840,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     warnings.filterwarnings("ignore")
     configs = reduced_config() if args.reduced else full_config(args.texts, args.short_texts)
     groups = [g for g in args.groups.split(",") if g]
+    precisions = [p for p in args.precisions.split(",") if p]
+    if not precisions or any(p not in PRECISIONS for p in precisions):
+        raise SystemExit(f"--precisions: comma-separated values of {', '.join(PRECISIONS)}")
     adapter, tweets, model_name = load_model(args.model)
     cache_path = args.cache or _default_cache()
     cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -824,6 +862,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine_info(args.threads),
         "configs": {g: vars(configs[g]) for g in groups},
+        "precisions": precisions,
         "groups": {},
     }
     warm_up(adapter)
@@ -832,11 +871,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.max_texts is not None:
             configs[group].n_texts = min(configs[group].n_texts, args.max_texts)
         texts = build_texts(adapter, tweets, group, configs[group].n_texts)
-        result = run_group(adapter, group, texts, configs[group], cache, save, log)
-        result["ratios"] = {
-            "shap: ours vs shap Partition": ratios(result, "shap_ours", "shap_library"),
-            "lime: ours vs lime": ratios(result, "lime_ours", "lime_library"),
-        }
+        result = run_group(
+            adapter, group, texts, configs[group], cache, save, log, precisions=precisions
+        )
+        result["ratios"] = {}
+        for precision in precisions:
+            tag = "" if precision == "float32" else f" ({precision})"
+            result["ratios"][f"shap: ours{tag} vs shap Partition"] = ratios(
+                result, ours_name("shap", precision), "shap_library"
+            )
+            result["ratios"][f"lime: ours{tag} vs lime"] = ratios(
+                result, ours_name("lime", precision), "lime_library"
+            )
         report["groups"][group] = result
         for label, table in result["ratios"].items():
             for setting, r in table.items():

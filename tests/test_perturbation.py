@@ -370,6 +370,26 @@ def test_delete_masking_is_shorter_and_recorded(tiny_adapter):
     assert e.params["masking"] == "delete" and e.quality["exact"]
 
 
+@pytest.mark.parametrize("name", ["occlusion", "lime", "shap"])
+def test_bfloat16_precision_is_recorded_and_close_to_float32(planted_adapter, planted_test, name):
+    text = planted_test.texts[1]
+    params = {} if name == "occlusion" else {"budget": 64, "seed": 0}
+    [full] = make_explainer(name, planted_adapter, **params).explain([text])
+    explainer = make_explainer(name, planted_adapter, precision="bfloat16", **params)
+    [half] = explainer.explain([text])
+    assert full.params["precision"] == "float32" and half.params["precision"] == "bfloat16"
+    # bfloat16 really ran (outputs differ in the low bits) yet stays close to float32
+    assert not np.array_equal(half.scores, full.scores)
+    scale = np.abs(full.scores).max()
+    np.testing.assert_allclose(half.scores, full.scores, atol=0.05 * scale)
+    assert half.top(1)[0][0] == full.top(1)[0][0]
+
+
+def test_bad_precision_is_a_parameter_error(tiny_adapter):
+    with pytest.raises(InvalidParameterError, match="precision"):
+        Shap(tiny_adapter, precision="float16")
+
+
 def test_user_grouping_is_recorded(tiny_adapter):
     grouping = CharSpans([(0, 9), (10, 23)], name="fields")
     [e] = Shap(tiny_adapter, budget=16, features=grouping).explain(["the movie was wonderful"])

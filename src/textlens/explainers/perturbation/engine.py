@@ -21,6 +21,12 @@ Masking (how a feature is removed), recorded in every explanation's params:
     every sub-token is replaced by the pad token (still attended to);
 ``'delete'``
     the feature's tokens are removed: a shorter, cheaper input.
+
+Precision (``precision='bfloat16'``) runs the forward passes under bfloat16 autocast:
+about half the cost per input on CPUs with native bfloat16 (AVX512-BF16 or AMX; on
+the demo model 0.17 s instead of 0.34 s for 64 inputs of 18 tokens, largest change of
+a probability 4e-4) and on GPUs. On CPUs without it, bfloat16 is emulated and slower.
+The outputs are stored as float64 whatever the precision.
 """
 
 from __future__ import annotations
@@ -35,10 +41,19 @@ import torch
 
 from ...model import Encoding, ModelAdapter, pack_batches
 
-__all__ = ["DEFAULT_BATCH_TOKENS", "MASKINGS", "OUTPUTS", "Engine", "TextGame", "output_values"]
+__all__ = [
+    "DEFAULT_BATCH_TOKENS",
+    "MASKINGS",
+    "OUTPUTS",
+    "PRECISIONS",
+    "Engine",
+    "TextGame",
+    "output_values",
+]
 
 MASKINGS: tuple[str, ...] = ("mask", "pad", "delete")
 OUTPUTS: tuple[str, ...] = ("probability", "logit")
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 Progress = Callable[[int, int], None]
 
@@ -137,6 +152,8 @@ class Engine:
         Called as ``progress(done, total)`` after every batch of model evaluations.
     cache_size : int
         Most outputs kept in the cache (the least recently used texts go first).
+    precision : {'float32', 'bfloat16'}
+        Arithmetic of the forward passes (see the module docstring).
     """
 
     def __init__(
@@ -148,6 +165,7 @@ class Engine:
         max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
         progress: Progress | None = None,
         cache_size: int = 200_000,
+        precision: str = "float32",
     ) -> None:
         self.model = model
         self.masking = masking
@@ -155,6 +173,7 @@ class Engine:
         self.max_batch_tokens = max_batch_tokens
         self.progress = progress
         self.cache_size = cache_size
+        self.precision = precision
         self._cache: OrderedDict[bytes, dict[bytes, np.ndarray]] = OrderedDict()
         self._cached = 0
         self.model_evaluations = 0  # inputs actually sent through the model, all calls
@@ -229,7 +248,12 @@ class Engine:
             return
         lengths = [max(self._length(game, row), 1) for _, (game, row) in items]
         total, done = len(items), 0
-        with torch.inference_mode():
+        reduced = self.precision == "bfloat16"
+        device_type = torch.device(self.model.device).type if reduced else "cpu"
+        with (
+            torch.inference_mode(),
+            torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=reduced),
+        ):
             for indices in pack_batches(lengths, self.max_batch_tokens):
                 rows = [items[i][1] for i in indices]
                 logits = self.model.logits(self._batch(rows)).float().cpu().numpy()

@@ -71,7 +71,7 @@ class Lime(SampledExplainer):
         Width of lime's exponential kernel on ``100 x cosine distance`` (lime: 25).
     alpha : float
         Ridge penalty (lime: 1.0), relative to lime's 5,000-sample scale.
-    features, span_size, masking, output, progress, max_batch_tokens
+    features, span_size, masking, output, progress, max_batch_tokens, precision
         See :class:`~textlens.explainers.perturbation.base.PerturbationExplainer`.
 
     Notes
@@ -105,6 +105,7 @@ class Lime(SampledExplainer):
         output: str = "probability",
         progress: Any = False,
         max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        precision: str = "float32",
     ):
         super().__init__(
             model,
@@ -114,6 +115,7 @@ class Lime(SampledExplainer):
             output=output,
             progress=progress,
             max_batch_tokens=max_batch_tokens,
+            precision=precision,
         )
         self.budget = budget
         self.seed = seed

@@ -32,7 +32,7 @@ class Occlusion(PerturbationExplainer):
     model : ModelAdapter
     window : int
         Number of consecutive features removed together (1: leave-one-out).
-    features, span_size, masking, output, progress, max_batch_tokens
+    features, span_size, masking, output, progress, max_batch_tokens, precision
         See :class:`~textlens.explainers.perturbation.base.PerturbationExplainer`.
 
     Notes
@@ -60,6 +60,7 @@ class Occlusion(PerturbationExplainer):
         output: str = "probability",
         progress: Any = False,
         max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        precision: str = "float32",
     ):
         super().__init__(
             model,
@@ -69,6 +70,7 @@ class Occlusion(PerturbationExplainer):
             output=output,
             progress=progress,
             max_batch_tokens=max_batch_tokens,
+            precision=precision,
         )
         self.window = window
         self._validate()

@@ -63,7 +63,7 @@ class Shap(SampledExplainer):
         Most distinct model evaluations per text; exact when ``2**n_features <= budget``.
     seed : int or None
         Sampling seed (same seed, bit-identical results).
-    features, span_size, masking, output, progress, max_batch_tokens
+    features, span_size, masking, output, progress, max_batch_tokens, precision
         See :class:`~textlens.explainers.perturbation.base.PerturbationExplainer`.
 
     Notes
@@ -93,6 +93,7 @@ class Shap(SampledExplainer):
         output: str = "probability",
         progress: Any = False,
         max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        precision: str = "float32",
     ):
         super().__init__(
             model,
@@ -102,6 +103,7 @@ class Shap(SampledExplainer):
             output=output,
             progress=progress,
             max_batch_tokens=max_batch_tokens,
+            precision=precision,
         )
         self.budget = budget
         self.seed = seed
