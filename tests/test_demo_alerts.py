@@ -9,54 +9,61 @@ import json
 import pytest
 
 from textlens.demo.alerts import (
+    ACCOUNTS,
     ALERT_FIELDS,
     ALERT_LABELS,
     ALERT_TEMPLATE,
     DECIDING_FIELDS,
-    PROCESS_POINTS,
-    USER_POINTS,
+    PROGRAMS,
+    account_class,
     alert_label,
     generate_alerts,
-    risk_points,
+    program_class,
 )
-
-
-def points_of(table: dict[int, tuple[str, ...]], value: str) -> int:
-    [points] = [k for k, names in table.items() if value in names]
-    return points
 
 
 def test_labels_follow_the_documented_rule() -> None:
     alerts = generate_alerts(600, seed=3)
     cells = collections.Counter()
     for alert in alerts:
-        risk = points_of(PROCESS_POINTS, alert.record["process"]) + points_of(
-            USER_POINTS, alert.record["user"]
+        [account] = [k for k, names in ACCOUNTS.items() if alert.record["user"] in names]
+        [program] = [k for k, names in PROGRAMS.items() if alert.record["process"] in names]
+        assert (account, program) == (
+            account_class(alert.record["user"]),
+            program_class(alert.record["process"]),
         )
-        assert risk == risk_points(alert.record)
-        assert alert.label == ("true_threat" if risk > 0 else "false_positive")
+        assert alert.label == ("true_threat" if account != program else "false_positive")
         assert alert.label == alert_label(alert.record)
         assert tuple(alert.record) == ALERT_FIELDS
-        cells[risk > 0] += 1
+        cells[account != program] += 1
     assert cells[True] == cells[False] == 300
+    with pytest.raises(ValueError, match="unknown user 'root'"):
+        alert_label({"user": "root", "process": "chrome.exe"})
 
 
-def test_both_deciding_fields_always_carry_points() -> None:
-    """Every process and every user is worth +-1 or +-2: neither field is ever neutral."""
-    for table in (PROCESS_POINTS, USER_POINTS):
-        assert set(table) == {-2, -1, 1, 2}
+def test_every_account_and_program_belongs_to_exactly_one_class() -> None:
+    assert set(ACCOUNTS) == set(PROGRAMS)
+    for table in (ACCOUNTS, PROGRAMS):
         names = [n for group in table.values() for n in group]
         assert len(names) == len(set(names))
-    for alert in generate_alerts(200, seed=4):
-        # some value of each deciding field flips the label, unless the other field is at -2
-        # (an IT administrator, or a maintenance binary, clears any alert)
-        for field, table, other, other_table in (
-            ("process", PROCESS_POINTS, "user", USER_POINTS),
-            ("user", USER_POINTS, "process", PROCESS_POINTS),
-        ):
-            labels = {alert_label({**alert.record, field: group[0]}) for group in table.values()}
-            other_points = points_of(other_table, alert.record[other])
-            assert labels == set(ALERT_LABELS) or other_points == -2
+
+
+@pytest.mark.parametrize("field", DECIDING_FIELDS)
+def test_each_deciding_field_alone_says_nothing_about_the_label(field: str) -> None:
+    """Every user (every process) is a threat in about half of its alerts: a model must
+    read both fields, and changing either one can always flip the label."""
+    alerts = generate_alerts(6000, seed=4)
+    by_value = collections.defaultdict(collections.Counter)
+    for alert in alerts:
+        by_value[alert.record[field]][alert.label] += 1
+    for value, counts in by_value.items():
+        share = counts["true_threat"] / sum(counts.values())
+        assert abs(share - 0.5) < 0.08, (field, value, share)
+    other = "process" if field == "user" else "user"
+    table = ACCOUNTS if field == "user" else PROGRAMS
+    for alert in alerts[:100]:
+        labels = {alert_label({**alert.record, field: names[0]}) for names in table.values()}
+        assert labels == set(ALERT_LABELS), (alert.record[other], labels)
 
 
 def test_generator_is_reproducible_and_seeded() -> None:
@@ -116,17 +123,17 @@ def deciding_field_agreement() -> dict[str, float]:
 def test_demo_model_explanations_find_the_deciding_fields(
     deciding_field_agreement: dict[str, float],
 ) -> None:
-    """Regression floor: well above chance (1 in 28 pairs of fields), as measured."""
-    assert deciding_field_agreement["grad_x_input"] >= 0.45
-    assert deciding_field_agreement["integrated_gradients"] >= 0.65
+    """Regression floor, well above chance (1 in 28 pairs of fields): measured 0.48
+    (grad_x_input) and 0.83 (integrated_gradients) on these 60 alerts."""
+    assert deciding_field_agreement["grad_x_input"] >= 0.4
+    assert deciding_field_agreement["integrated_gradients"] >= 0.7
 
 
 @pytest.mark.slow
 @pytest.mark.heavy
 @pytest.mark.xfail(
     strict=False,
-    reason="issue 6 goal not reached yet: top-2 fields = the deciding fields on ~58% "
-    "(grad_x_input) and ~80% (integrated_gradients) of held-out alerts, not 90%",
+    reason="issue 6 goal: top-2 fields = the deciding fields on >= 90% of held-out alerts",
 )
 def test_demo_model_meets_the_issue_goal(deciding_field_agreement: dict[str, float]) -> None:
     """The issue's check: >= 90% of held-out alerts for both methods."""

@@ -1,28 +1,33 @@
 """The alert-triage demo: synthetic security alerts, a MiniLM classifier, explanations per field.
 
 The generator writes realistic-looking alerts (JSON records) with eight fields. The label
-follows one documented rule over **two deciding fields**, ``process`` and ``user``: a
-triage score in the style of SOC playbooks,
+follows one documented rule over **two deciding fields**, ``user`` and ``process``: a
+separation-of-duties policy in the style of SOC detections for "unusual process for this
+account". Every account belongs to one of three classes, and each class has its own
+class of programs (:data:`ACCOUNTS`, :data:`PROGRAMS`):
 
-    risk = PROCESS_POINTS[process] + USER_POINTS[user];  true_threat iff risk > 0
+* IT administrators (``it_admin``, ``adm_jdoe``...) run admin tools (``psexec.exe``,
+  ``procdump.exe``...);
+* service accounts (``svc_backup``...) run maintenance binaries (``backup.exe``,
+  ``vssadmin.exe``...);
+* people (``j.doe``...) run interactive programs (``chrome.exe``, ``outlook.exe``...).
 
-with :data:`PROCESS_POINTS` = +2 for attack tools (``mimikatz.exe``...), +1 for dual-use
-admin tools (``procdump.exe``...), -1 for interactive programs (``chrome.exe``...), -2
-for maintenance binaries (``backup.exe``...), and :data:`USER_POINTS` = +2 for unknown or
-disabled accounts (``guest``...), +1 for people (``j.doe``...), -1 for service accounts
-(``svc_backup``...), -2 for IT administrators (``it_admin``...). Both fields carry
-points in every alert, so a model that is right must read both.
+An alert is ``true_threat`` iff its process is **not** of its account's class (a person
+running ``procdump.exe``, a service account opening ``chrome.exe``, an administrator
+account browsing the web), ``false_positive`` otherwise. Threats are drawn evenly from
+the six mismatched (account class, program class) cells and false positives from the
+three matched ones, so each deciding field *alone* says nothing about the label (every
+account and every program is a threat in half of the alerts): a model that is right
+must read both, in every alert.
 
 The other six fields are **distractors**: drawn independently of the label, many of
 their values look alarming (rule ``Credential Dumping Detected``, severity ``critical``,
 destination ``203.0.113.7`` port ``4444``, parent ``powershell.exe``) yet never decide.
 A faithful explanation therefore puts ``process`` and ``user`` first.
 
-Alerts are balanced: half are threats, each drawn from the (process kind, user kind)
-cells of its class with equal probability. (``generate_alerts(drop_distractors=p)``
-also makes alerts that lack some distractor fields, as alerts from different sensors
-do; the demo model is trained on complete alerts: leaving distractors out in training
-did not make explanations more faithful.)
+(``generate_alerts(drop_distractors=p)`` also makes alerts that lack some distractor
+fields, as alerts from different sensors do; the demo model is trained on complete
+alerts.)
 
 :func:`build_alerts_model` fine-tunes the shipped all-MiniLM-L6-v2 weights on a few
 hundred rendered alerts with the sentiment demo's machinery (:mod:`textlens.demo.build`),
@@ -47,12 +52,12 @@ from ..records import RecordTemplate, read_template, save_template
 from . import build as _build
 
 __all__ = [
+    "ACCOUNTS",
     "ALERT_FIELDS",
     "ALERT_LABELS",
     "ALERT_TEMPLATE",
     "DECIDING_FIELDS",
-    "PROCESS_POINTS",
-    "USER_POINTS",
+    "PROGRAMS",
     "Alert",
     "AlertsModelInfo",
     "alert_label",
@@ -61,7 +66,6 @@ __all__ = [
     "default_alerts_cache_dir",
     "generate_alerts",
     "read_cached_alerts_model",
-    "risk_points",
     "run_alerts_demo",
 ]
 
@@ -83,25 +87,20 @@ DECIDING_FIELDS: tuple[str, str] = ("process", "user")
 #: How an alert is rendered for the model (stored with the model as ``textlens.json``).
 ALERT_TEMPLATE = RecordTemplate(fields=ALERT_FIELDS, missing="skip", unknown="error")
 
-#: Risk points of each process, by kind: attack tools, dual-use admin tools,
-#: interactive programs, maintenance binaries.
-PROCESS_POINTS: dict[int, tuple[str, ...]] = {
-    2: ("mimikatz.exe", "lazagne.exe", "rubeus.exe", "sharphound.exe"),
-    1: ("procdump.exe", "psexec.exe", "certutil.exe", "wmic.exe"),
-    -1: ("chrome.exe", "outlook.exe", "teams.exe", "winword.exe"),
-    -2: ("backup.exe", "msiexec.exe", "defrag.exe", "sqlservr.exe"),
+#: The accounts of each account class.
+ACCOUNTS: dict[str, tuple[str, ...]] = {
+    "admin": ("adm_jdoe", "it_admin", "secops_admin", "helpdesk_lead"),
+    "service": ("svc_backup", "svc_patch", "svc_scanner", "svc_sql"),
+    "person": ("j.doe", "a.martin", "k.singh", "m.garcia", "l.chen", "r.okafor"),
 }
-#: Risk points of each user, by kind: unknown or disabled accounts, people, service
-#: accounts, IT administrators.
-USER_POINTS: dict[int, tuple[str, ...]] = {
-    2: ("guest", "temp_admin", "unknown_user", "disabled_acct"),
-    1: ("j.doe", "a.martin", "k.singh", "m.garcia", "l.chen", "r.okafor"),
-    -1: ("svc_backup", "svc_patch", "svc_scanner", "svc_sql"),
-    -2: ("it_admin", "secops_admin", "helpdesk_lead"),
+#: The programs each account class may run (same keys as :data:`ACCOUNTS`).
+PROGRAMS: dict[str, tuple[str, ...]] = {
+    "admin": ("psexec.exe", "procdump.exe", "wmic.exe", "ntdsutil.exe"),
+    "service": ("backup.exe", "vssadmin.exe", "defrag.exe", "sqlservr.exe"),
+    "person": ("chrome.exe", "outlook.exe", "teams.exe", "winword.exe"),
 }
-_CELLS = [(p, u) for p in PROCESS_POINTS for u in USER_POINTS]
-_THREAT_CELLS = [c for c in _CELLS if sum(c) > 0]
-_BENIGN_CELLS = [c for c in _CELLS if sum(c) <= 0]
+_MATCHED = [(k, k) for k in ACCOUNTS]
+_MISMATCHED = [(a, p) for a in ACCOUNTS for p in PROGRAMS if a != p]
 # Distractors: independent of the label.
 RULES = (
     "Credential Dumping Detected", "Suspicious PowerShell Execution", "Lateral Movement via SMB",
@@ -121,8 +120,13 @@ PARENTS = (
 EXTERNAL_NETS = ("203.0.113", "198.51.100", "192.0.2")  # documentation ranges (RFC 5737)
 PORTS = (4444, 3389, 445, 443, 8080, 53, 22, 135)
 
-DEFAULT_N_TRAIN = 600
-DEFAULT_EPOCHS = 4
+#: The rule in the model's metadata; a cached model trained on another rule is rebuilt.
+RULE = "true_threat iff program_class(process) != account_class(user)"
+#: Training set and passes: the rule is an interaction (neither field alone predicts the
+#: label), which 600 alerts x 4 epochs did not learn (held-out accuracy 0.57); 1,200 x 8
+#: reach 1.0.
+DEFAULT_N_TRAIN = 1200
+DEFAULT_EPOCHS = 8
 DEFAULT_N_HELDOUT = 200
 _CACHE_SUBDIR = "demo-alerts-minilm"
 _KIND = "alerts"
@@ -141,16 +145,28 @@ class Alert:
         return ALERT_TEMPLATE.render(self.record).text
 
 
-def risk_points(record: dict[str, Any]) -> int:
-    """The rule's score: process points + user points (see the module docstring)."""
-    process = next(k for k, names in PROCESS_POINTS.items() if record["process"] in names)
-    user = next(k for k, names in USER_POINTS.items() if record["user"] in names)
-    return process + user
+def account_class(user: str) -> str:
+    """The class of an account (a key of :data:`ACCOUNTS`)."""
+    return _class_of(ACCOUNTS, user, "user")
+
+
+def program_class(process: str) -> str:
+    """The account class a program belongs to (a key of :data:`PROGRAMS`)."""
+    return _class_of(PROGRAMS, process, "process")
+
+
+def _class_of(table: dict[str, tuple[str, ...]], value: str, field: str) -> str:
+    for kind, names in table.items():
+        if value in names:
+            return kind
+    known = sorted(name for names in table.values() for name in names)
+    raise ValueError(f"unknown {field} {value!r}: the demo rule knows {known}")
 
 
 def alert_label(record: dict[str, Any]) -> str:
-    """The documented rule: ``true_threat`` iff :func:`risk_points` > 0."""
-    return ALERT_LABELS[int(risk_points(record) > 0)]
+    """The documented rule: ``true_threat`` iff the process is not of the user's class."""
+    mismatch = account_class(record["user"]) != program_class(record["process"])
+    return ALERT_LABELS[int(mismatch)]
 
 
 def generate_alerts(n: int, *, seed: int = 0, drop_distractors: float = 0.0) -> list[Alert]:
@@ -167,13 +183,13 @@ def generate_alerts(n: int, *, seed: int = 0, drop_distractors: float = 0.0) -> 
     rng = random.Random(seed)
     alerts = []
     for i in range(n):
-        process_points, user_points = rng.choice(_THREAT_CELLS if i % 2 == 0 else _BENIGN_CELLS)
+        account, program = rng.choice(_MISMATCHED if i % 2 == 0 else _MATCHED)
         record = {
             "rule": rng.choice(RULES),
             "severity": rng.choice(SEVERITIES),
             "host": f"{rng.choice(HOST_PREFIXES)}-{rng.randint(1, 120):03d}",
-            "user": rng.choice(USER_POINTS[user_points]),
-            "process": rng.choice(PROCESS_POINTS[process_points]),
+            "user": rng.choice(ACCOUNTS[account]),
+            "process": rng.choice(PROGRAMS[program]),
             "parent_process": rng.choice(PARENTS),
             "dst_ip": _destination(rng),
             "dst_port": rng.choice(PORTS),
@@ -234,8 +250,8 @@ def read_cached_alerts_model(path: Path) -> AlertsModelInfo | None:
         return None
     try:
         meta = json.loads((path / _build.METADATA_FILENAME).read_text(encoding="utf-8"))
-        if meta.get("kind") != _KIND:
-            return None
+        if meta.get("kind") != _KIND or meta.get("rule") != RULE:
+            return None  # another kind of model, or one trained on an older rule
         heldout = [
             Alert(dict(item["record"]), str(item["label"])) for item in meta["heldout_records"]
         ]
@@ -358,7 +374,7 @@ def _train_into(
         "kind": _KIND,
         "base_model": _build.BASE_MODEL_NAME,
         "labels": list(ALERT_LABELS),
-        "rule": "true_threat iff PROCESS_POINTS[process] + USER_POINTS[user] > 0",
+        "rule": RULE,
         "deciding_fields": list(DECIDING_FIELDS),
         "accuracy": accuracy,
         "n_train": len(train),
@@ -426,7 +442,7 @@ def run_alerts_demo(
         f"Alert-triage model: MiniLM-L6 ({source}) at {info.path}\n"
         f"Held-out accuracy: {info.accuracy:.3f} on {len(info.heldout)} alerts "
         f"({info.n_train} training alerts, {info.epochs} epochs)\n"
-        f"Rule: true_threat iff process points + user points > 0; "
+        f"Rule: true_threat iff the process is not of the user's account class; "
         f"deciding fields: {', '.join(DECIDING_FIELDS)}\n\n"
     )
     model = load(info.path)
