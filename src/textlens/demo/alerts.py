@@ -29,8 +29,8 @@ A faithful explanation therefore puts ``process`` and ``user`` first.
 fields, as alerts from different sensors do; the demo model is trained on complete
 alerts.)
 
-:func:`build_alerts_model` fine-tunes the shipped all-MiniLM-L6-v2 weights on a few
-hundred rendered alerts with the sentiment demo's machinery (:mod:`textlens.demo.build`),
+:func:`build_alerts_model` fine-tunes the shipped all-MiniLM-L6-v2 weights on 1,200
+rendered alerts with the sentiment demo's machinery (:mod:`textlens.demo.build`),
 saves the record template with the model (``textlens.json``) and caches the result.
 """
 
@@ -283,8 +283,8 @@ def build_alerts_model(
 
     Fine-tunes all-MiniLM-L6-v2 (shipped weights, offline) on ``n_train`` rendered
     alerts for ``epochs`` passes, with the sentiment demo's optimiser, schedule and
-    batching; about a minute on two CPU cores. A complete cached model is returned at
-    once unless ``rebuild``.
+    batching; 14 to 19 minutes on one shared CPU core (1,200 alerts x 8 epochs). A
+    complete cached model is returned at once unless ``rebuild``.
 
     Parameters
     ----------
