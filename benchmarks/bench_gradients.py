@@ -13,7 +13,8 @@ Measures, in one run and with a fixed number of torch threads:
   Captum step count that reaches the same median gap: gradient evaluations and time;
   and, since a small completeness gap does not prove accurate attributions, against
   the smallest step count that reaches the same median attribution error (relative
-  L2 distance to Captum's 100-step attributions);
+  L2 distance to Captum's 100-step attributions), and against Captum with the
+  adaptive's mean number of gradient evaluations (attribution error at equal cost);
 * peak memory (RSS while explaining, one fresh subprocess per configuration) of ours
   and Captum's on 200-token texts, and of ours on one 512-token text.
 
@@ -397,6 +398,11 @@ def bench_length(bench: Bench, texts: list[str], log: Callable[[str], None]) -> 
 
     for steps in REQUIRED_STEPS:
         run_captum(steps)
+    # Captum with (about) the adaptive's mean number of gradient evaluations: the fair
+    # comparison of attribution accuracy at equal cost.
+    same_evals = max(1, round(out["adaptive"]["evals_per_text"]))
+    run_captum(same_evals)
+    out["adaptive_vs_captum_same_evals"] = {"captum_steps": same_evals}
     reference = [r["scores"] for r in captum_runs[max(REQUIRED_STEPS)]["results"]]
 
     def median_delta(steps: int) -> float:
@@ -664,6 +670,10 @@ def markdown(report: dict[str, Any]) -> str:
         ),
     )
     row(
+        "attribution error vs GL-100 at the adaptive's mean evals: adaptive / Captum (steps)",
+        lambda r: _same_evals_cell(r),
+    )
+    row(
         "Captum GL steps to reach median ≤ D",
         lambda r: str(r["adaptive_vs_captum"]["captum_steps"]),
     )
@@ -720,6 +730,15 @@ def _captum_error(r: dict[str, Any], steps: int | None) -> float:
     if steps is None:
         return float("nan")
     return r["captum_completeness"][str(steps)]["attribution_error"]["median"]
+
+
+def _same_evals_cell(r: dict[str, Any]) -> str:
+    same = r.get("adaptive_vs_captum_same_evals")
+    if not same:
+        return "–"
+    steps = same["captum_steps"]
+    adaptive = r["adaptive"]["attribution_error"]["median"]
+    return f"{adaptive:.1e} / {_captum_error(r, steps):.1e} ({steps})"
 
 
 def _pair(r: dict[str, Any]) -> str:
