@@ -368,7 +368,12 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--span-size", type=int, help="perturbation methods with --features span: tokens per span")
     g.add_argument("--masking", help="perturbation methods: mask (default), pad or delete")
     g.add_argument("--window", type=int, help="occlusion: sliding window width in features")
-    g.add_argument("--precision", choices=["float32", "bfloat16"], help="perturbation methods: bfloat16 halves the cost of model calls on CPUs with native bfloat16 (AVX512-BF16/AMX) and GPUs")
+    g.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        help="perturbation methods: bfloat16 halves the cost of model calls on CPUs with "
+        "native bfloat16 (AVX512-BF16/AMX) and GPUs",
+    )
     g.add_argument("--max-batch-tokens", type=int, help="bound on rows x tokens per model call (memory)")
 
 
