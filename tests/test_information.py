@@ -74,6 +74,42 @@ def test_few_outputs_start_at_the_linearised_optimum():
     assert result.converged and result.iterations == 10
 
 
+def test_texts_of_similar_length_share_model_calls():
+    """Each step pads a call to its longest text, so calls group texts of similar length."""
+    from textlens.explainers.information import _length_groups, _Problem
+
+    lengths = [46, 13, 44, 20, 42, 19, 30, 14]
+    problems = [
+        _Problem(
+            x=torch.zeros(n, 4),
+            noise_mask=torch.ones(n, dtype=torch.bool),
+            target=torch.zeros(1),
+            weight=torch.ones(1),
+            seed=0,
+        )
+        for n in lengths
+    ]
+    groups = _length_groups(problems, list(range(len(lengths))), samples=8, budget=8192)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert [[lengths[i] for i in g] for g in groups] == [[46, 44, 42], [30], [20, 19], [14, 13]]
+    small = _length_groups(problems, [0, 2, 4], samples=8, budget=8 * 2 * 46)
+    assert small == [[0, 2], [4]]  # the token budget still caps a call
+
+
+def test_jacobian_takes_one_row_per_output():
+    """A Phi with 2 outputs gets its exact Jacobian from one call of 2 rows, not n_samples."""
+    torch.manual_seed(2)
+    weights = torch.randn(5, 2)
+    calls = []
+
+    def phi(e: torch.Tensor) -> torch.Tensor:
+        calls.append(e.shape[0])
+        return torch.einsum("ntd,tk->nk", e, weights)
+
+    information_loss(phi, torch.randn(5, 8), n_samples=8, max_steps=2)
+    assert calls[:3] == [1, 2, 8]  # clean target, Jacobian, first step
+
+
 def test_information_loss_formula():
     sigma = np.array([0.1, 1.0])
     h = information_loss_entropy(sigma, 4)
