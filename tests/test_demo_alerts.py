@@ -123,22 +123,31 @@ def deciding_field_agreement() -> dict[str, float]:
 def test_demo_model_explanations_find_the_deciding_fields(
     deciding_field_agreement: dict[str, float],
 ) -> None:
-    """Regression floor, well above chance (1 in 28 pairs of fields): measured 0.48
-    (grad_x_input) and 0.83 (integrated_gradients) on these 60 alerts."""
-    assert deciding_field_agreement["grad_x_input"] >= 0.4
-    assert deciding_field_agreement["integrated_gradients"] >= 0.7
+    """Regression floor, well above chance (1 in 28 pairs of fields): measured 0.67
+    (grad_x_input) and 0.95 (integrated_gradients) on these 60 alerts."""
+    assert deciding_field_agreement["grad_x_input"] >= 0.55
+    assert deciding_field_agreement["integrated_gradients"] >= 0.85
+
+
+@pytest.mark.slow
+@pytest.mark.heavy
+def test_integrated_gradients_meets_the_issue_goal(
+    deciding_field_agreement: dict[str, float],
+) -> None:
+    """The issue's check for integrated gradients: >= 90% of held-out alerts."""
+    assert deciding_field_agreement["integrated_gradients"] >= 0.9
 
 
 @pytest.mark.slow
 @pytest.mark.heavy
 @pytest.mark.xfail(
     strict=False,
-    reason="issue 6 goal: top-2 fields = the deciding fields on >= 90% of held-out alerts",
+    reason="issue 6 goal for grad_x_input: top-2 fields = the deciding fields on >= 90% of "
+    "held-out alerts (measured 0.67)",
 )
-def test_demo_model_meets_the_issue_goal(deciding_field_agreement: dict[str, float]) -> None:
-    """The issue's check: >= 90% of held-out alerts for both methods."""
+def test_grad_x_input_meets_the_issue_goal(deciding_field_agreement: dict[str, float]) -> None:
+    """The issue's check for grad_x_input: >= 90% of held-out alerts."""
     assert deciding_field_agreement["grad_x_input"] >= 0.9
-    assert deciding_field_agreement["integrated_gradients"] >= 0.9
 
 
 @pytest.mark.slow
@@ -165,3 +174,27 @@ def test_training_alerts_may_lack_distractors_but_never_deciding_fields() -> Non
         assert [f.name for f in rendered.fields] == [f for f in ALERT_FIELDS if f in alert.record]
     with pytest.raises(ValueError):
         generate_alerts(3, drop_distractors=1.0)
+
+
+def test_a_cached_model_is_reused_only_for_the_same_training_recipe(tmp_path, monkeypatch) -> None:
+    """A model cached with other ``n_train``/``epochs`` (an older default) is rebuilt."""
+    from textlens.demo import alerts as demo
+
+    folder = tmp_path / "model"
+    cached = demo.AlertsModelInfo(
+        path=folder, accuracy=1.0, heldout=[], n_train=1200, epochs=8, train_seconds=1.0,
+        from_cache=True,
+    )  # fmt: skip
+    monkeypatch.setattr(demo, "read_cached_alerts_model", lambda path: cached)
+    assert demo.build_alerts_model(cache_dir=folder, n_train=1200, epochs=8) is cached
+
+    class Rebuilt(Exception):
+        pass
+
+    def train(*args, **kwargs):
+        raise Rebuilt
+
+    monkeypatch.setattr(demo, "_train_into", train)
+    with pytest.raises(Rebuilt):
+        demo.build_alerts_model(cache_dir=folder, n_train=2400, epochs=8, progress=False)
+    assert not list(tmp_path.glob(".model*"))  # the half-built folder is cleaned up

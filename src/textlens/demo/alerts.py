@@ -29,7 +29,7 @@ A faithful explanation therefore puts ``process`` and ``user`` first.
 fields, as alerts from different sensors do; the demo model is trained on complete
 alerts.)
 
-:func:`build_alerts_model` fine-tunes the shipped all-MiniLM-L6-v2 weights on 1,200
+:func:`build_alerts_model` fine-tunes the shipped all-MiniLM-L6-v2 weights on 2,400
 rendered alerts with the sentiment demo's machinery (:mod:`textlens.demo.build`),
 saves the record template with the model (``textlens.json``) and caches the result.
 """
@@ -123,9 +123,12 @@ PORTS = (4444, 3389, 445, 443, 8080, 53, 22, 135)
 #: The rule in the model's metadata; a cached model trained on another rule is rebuilt.
 RULE = "true_threat iff program_class(process) != account_class(user)"
 #: Training set and passes: the rule is an interaction (neither field alone predicts the
-#: label), which 600 alerts x 4 epochs did not learn (held-out accuracy 0.57); 1,200 x 8
-#: reach 1.0.
-DEFAULT_N_TRAIN = 1200
+#: label), which 600 alerts x 4 epochs and 2,400 x 4 did not learn (held-out accuracy
+#: 0.57, 0.52); 1,200 x 8 and 2,400 x 8 reach 1.0. With 2,400 the explanations are more
+#: faithful: on 100 held-out alerts the top-2 fields are the deciding ones for 93%
+#: (integrated gradients) and 65% (grad_x_input), against 86% and 52% with 1,200 (fewer
+#: distinct hosts and addresses to memorise the training alerts by).
+DEFAULT_N_TRAIN = 2400
 DEFAULT_EPOCHS = 8
 DEFAULT_N_HELDOUT = 200
 _CACHE_SUBDIR = "demo-alerts-minilm"
@@ -283,8 +286,9 @@ def build_alerts_model(
 
     Fine-tunes all-MiniLM-L6-v2 (shipped weights, offline) on ``n_train`` rendered
     alerts for ``epochs`` passes, with the sentiment demo's optimiser, schedule and
-    batching; 14 to 19 minutes on one shared CPU core (1,200 alerts x 8 epochs). A
-    complete cached model is returned at once unless ``rebuild``.
+    batching; about 23 minutes on one shared CPU core (2,400 alerts x 8 epochs). A
+    complete cached model trained on the same rule with the same ``n_train`` and
+    ``epochs`` is returned at once unless ``rebuild``.
 
     Parameters
     ----------
@@ -308,7 +312,7 @@ def build_alerts_model(
     target = Path(cache_dir) if cache_dir is not None else default_alerts_cache_dir()
     if not rebuild:
         cached = read_cached_alerts_model(target)
-        if cached is not None:
+        if cached is not None and (cached.n_train, cached.epochs) == (n_train, epochs):
             return cached
     if epochs < 1 or n_train < 2 or n_heldout < 1:
         raise ValueError(
