@@ -198,3 +198,42 @@ def test_a_cached_model_is_reused_only_for_the_same_training_recipe(tmp_path, mo
     with pytest.raises(Rebuilt):
         demo.build_alerts_model(cache_dir=folder, n_train=2400, epochs=8, progress=False)
     assert not list(tmp_path.glob(".model*"))  # the half-built folder is cleaned up
+
+
+def test_a_run_that_does_not_learn_the_rule_is_repeated_then_refused(tmp_path, monkeypatch) -> None:
+    """Fine-tuning can stay on the plateau (accuracy ~0.5): retry with the next seed, and
+    never cache such a model."""
+    from textlens.demo import alerts as demo
+    from textlens.demo import build
+
+    seeds: list[int] = []
+    accuracies = iter([0.52, 1.0])
+
+    def train(folder, train, heldout, *, epochs, seed, progress):
+        seeds.append(seed)
+        return {"accuracy": next(accuracies, 0.5)}
+
+    published = []
+    monkeypatch.setattr(demo, "_train_into", train)
+    monkeypatch.setattr(demo, "save_template", lambda folder, template: None)
+    monkeypatch.setattr(build, "_write_metadata", lambda folder, meta: None)
+    monkeypatch.setattr(build, "_publish", lambda tmp, target: published.append(target))
+    reads = iter([None, "model"])  # no cache at first; the published model afterwards
+    monkeypatch.setattr(demo, "read_cached_alerts_model", lambda path: next(reads))
+    monkeypatch.setattr(demo, "replace", lambda info, **changes: info)
+    folder = tmp_path / "model"
+    with pytest.warns(RuntimeWarning, match="did not learn the rule"):
+        assert (
+            demo.build_alerts_model(cache_dir=folder, n_train=20, seed=5, progress=False) == "model"
+        )
+    assert seeds == [5, 6] and published == [folder]
+
+    seeds.clear()
+    reads = iter([None])
+    with (
+        pytest.warns(RuntimeWarning),
+        pytest.raises(build.DemoDataError, match="in 3 fine-tuning runs"),
+    ):
+        demo.build_alerts_model(cache_dir=folder, n_train=20, seed=0, progress=False)
+    assert seeds == [0, 1, 2] and published == [folder]  # nothing more published
+    assert not list(tmp_path.glob(".model*"))

@@ -41,6 +41,7 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -129,6 +130,12 @@ RULE = "true_threat iff program_class(process) != account_class(user)"
 #: (integrated gradients) and 65% (grad_x_input), against 86% and 52% with 1,200 (fewer
 #: distinct hosts and addresses to memorise the training alerts by).
 DEFAULT_N_TRAIN = 2400
+#: A fine-tuning run whose held-out accuracy stays below this did not learn the rule:
+#: the interaction sits on a plateau that not every run leaves (4,800 x 8 stayed at 0.52
+#: with training seed 0). Such a run is repeated with the next training seed, at most
+#: ``MAX_ATTEMPTS`` runs in all; the data stay the same.
+MIN_ACCURACY = 0.9
+MAX_ATTEMPTS = 3
 DEFAULT_EPOCHS = 8
 DEFAULT_N_HELDOUT = 200
 _CACHE_SUBDIR = "demo-alerts-minilm"
@@ -308,6 +315,13 @@ def build_alerts_model(
     Returns
     -------
     AlertsModelInfo
+
+    Raises
+    ------
+    DemoDataError
+        If no run learns the rule. A run whose held-out accuracy stays below
+        :data:`MIN_ACCURACY` is repeated (with a ``RuntimeWarning``) with the next training
+        seed, at most :data:`MAX_ATTEMPTS` runs in all; nothing is cached from a failed run.
     """
     target = Path(cache_dir) if cache_dir is not None else default_alerts_cache_dir()
     if not rebuild:
@@ -330,7 +344,27 @@ def build_alerts_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{_build._TMP_MARKER}", dir=target.parent))
     try:
         with _build._torch_threads(num_threads), torch.random.fork_rng(devices=[]):
-            meta = _train_into(tmp, train, heldout, epochs=epochs, seed=seed, progress=progress)
+            for attempt in range(MAX_ATTEMPTS):
+                meta = _train_into(
+                    tmp, train, heldout, epochs=epochs, seed=seed + attempt, progress=progress
+                )
+                if meta["accuracy"] >= MIN_ACCURACY:
+                    break
+                if attempt + 1 < MAX_ATTEMPTS:
+                    warnings.warn(
+                        f"The alert model did not learn the rule (held-out accuracy "
+                        f"{meta['accuracy']:.2f} < {MIN_ACCURACY}); fine-tuning again with "
+                        f"training seed {seed + attempt + 1}.",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+            else:
+                raise _build.DemoDataError(
+                    f"The alert model did not learn the rule in {MAX_ATTEMPTS} fine-tuning runs "
+                    f"(held-out accuracy {meta['accuracy']:.2f} < {MIN_ACCURACY}); nothing was "
+                    f"cached. Use the defaults (n_train={DEFAULT_N_TRAIN}, "
+                    f"epochs={DEFAULT_EPOCHS}) or more epochs."
+                )
         save_template(tmp, ALERT_TEMPLATE)
         _build._write_metadata(tmp, meta)
         _build._publish(tmp, target)
