@@ -155,6 +155,13 @@ def test_pack_batches_respects_the_budget() -> None:
     assert [6] in batches  # too long for the budget: alone
 
 
+def test_pack_batches_pad_slack_keeps_lengths_together() -> None:
+    lengths = [46, 13, 44, 20, 42, 19, 30, 14]
+    assert pack_batches(lengths, max_batch_tokens=10_000) == [[0, 2, 4, 6, 3, 5, 7, 1]]
+    batches = pack_batches(lengths, max_batch_tokens=10_000, pad_slack=0.1)
+    assert [[lengths[i] for i in b] for b in batches] == [[46, 44, 42], [30], [20, 19], [14, 13]]
+
+
 def test_predict_proba_and_forward_repeat(tiny_adapter: ModelAdapter) -> None:
     encoding = tiny_adapter.encode(TEXTS)
     probabilities = tiny_adapter.predict_proba(encoding, max_batch_tokens=16)

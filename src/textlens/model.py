@@ -105,19 +105,28 @@ class Encoding:
         return mask
 
 
-def pack_batches(lengths: Sequence[int], max_batch_tokens: int, rows_per_item: int = 1) -> list[list[int]]:
+def pack_batches(
+    lengths: Sequence[int],
+    max_batch_tokens: int,
+    rows_per_item: int = 1,
+    pad_slack: float | None = None,
+) -> list[list[int]]:
     """Group item indices into batches whose padded size stays under a token budget.
 
     Items are sorted by length (longest first) so each batch pads little. A batch costs
     ``rows_per_item * len(batch) * longest`` tokens; an item too long for the budget on
-    its own still gets a batch of its own.
+    its own still gets a batch of its own. With ``pad_slack``, an item also opens a new
+    batch when it is shorter than ``1 - pad_slack`` times the batch's longest item.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
         longest = lengths[current[0]] if current else lengths[i]
-        if current and rows_per_item * (len(current) + 1) * longest > max_batch_tokens:
+        too_short = pad_slack is not None and lengths[i] < (1 - pad_slack) * longest
+        if current and (
+            too_short or rows_per_item * (len(current) + 1) * longest > max_batch_tokens
+        ):
             batches.append(current)
             current = []
         current.append(i)
@@ -254,7 +263,9 @@ class ModelAdapter:
         width = max(len(r["input_ids"]) for r in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
-        extra = {name: torch.zeros((len(rows), width), dtype=torch.long) for name in self._input_names}
+        extra = {
+            name: torch.zeros((len(rows), width), dtype=torch.long) for name in self._input_names
+        }
         for i, row in enumerate(rows):
             n = len(row["input_ids"])
             ids[i, :n] = torch.tensor(row["input_ids"])
@@ -307,8 +318,12 @@ class ModelAdapter:
         }
         for name in self._input_names:
             row[name] = list(enc[name])
-        row["word_ids"] = [None if s else w for s, w in zip(row["special"], row["word_ids"], strict=True)]
-        row["offsets"] = [(0, 0) if s else o for s, o in zip(row["special"], row["offsets"], strict=True)]
+        row["word_ids"] = [
+            None if s else w for s, w in zip(row["special"], row["word_ids"], strict=True)
+        ]
+        row["offsets"] = [
+            (0, 0) if s else o for s, o in zip(row["special"], row["offsets"], strict=True)
+        ]
         return row
 
     # ------------------------------------------------------------------ running the model
@@ -403,7 +418,9 @@ def check_texts(texts: Sequence[str] | str) -> list[str]:
     return texts
 
 
-def load_model(path: str | Path, *, device: str = "cpu", max_length: int | None = None) -> ModelAdapter:
+def load_model(
+    path: str | Path, *, device: str = "cpu", max_length: int | None = None
+) -> ModelAdapter:
     """Load a local model folder; see :meth:`ModelAdapter.from_pretrained`."""
     return ModelAdapter.from_pretrained(path, device=device, max_length=max_length)
 
@@ -453,11 +470,15 @@ def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"Device {device!r} was asked for but CUDA is not available; use 'cpu'.")
+        raise ModelLoadError(
+            f"Device {device!r} was asked for but CUDA is not available; use 'cpu'."
+        )
     try:
         return torch.device(device)
     except RuntimeError as exc:
-        raise ModelLoadError(f"Unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from exc
+        raise ModelLoadError(
+            f"Unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'."
+        ) from exc
 
 
 def _default_max_length(config: Any, tokenizer: Any) -> int:
@@ -465,7 +486,9 @@ def _default_max_length(config: Any, tokenizer: Any) -> int:
     positions = getattr(config, "max_position_embeddings", None)
     if positions:
         # RoBERTa-style models reserve padding_idx + 1 positions.
-        offset = 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        offset = (
+            2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        )
         candidates.append(int(positions) - offset)
     tok_max = getattr(tokenizer, "model_max_length", None)
     if tok_max and tok_max < _SANE_MAX_LENGTH:

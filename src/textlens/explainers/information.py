@@ -56,7 +56,7 @@ import torch
 
 from .._validation import InstanceOf, Interval, IsNone, Options
 from ..errors import InvalidInputError, InvalidParameterError
-from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter
+from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter, pack_batches
 from .base import Explainer, Scores
 
 __all__ = [
@@ -310,20 +310,11 @@ def _length_groups(
     Each input's step depends only on its own noise, so the grouping changes nothing but
     float rounding.
     """
-    groups: list[list[int]] = []
-    width = 0
-    for i in sorted(indices, key=lambda i: -len(problems[i].x)):
-        n = len(problems[i].x)
-        if (
-            groups
-            and n >= (1 - _PAD_SLACK) * width
-            and samples * (len(groups[-1]) + 1) * width <= budget
-        ):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-            width = n
-    return groups
+    lengths = [len(problems[i].x) for i in indices]
+    return [
+        [indices[j] for j in group]
+        for group in pack_batches(lengths, budget, rows_per_item=samples, pad_slack=_PAD_SLACK)
+    ]
 
 
 def _fits(problems: Sequence[_Problem], indices: list[int], samples: int, budget: int) -> bool:
