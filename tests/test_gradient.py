@@ -478,3 +478,25 @@ def test_gradient_x_input_and_saliency_are_exact_on_a_linear_model(bag: ModelAda
         x = bag.embedding_matrix.detach()[ids]
         np.testing.assert_allclose(a.scores, (x @ w[2]).numpy(), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(s.scores, float(w[2].norm()), rtol=1e-12)
+
+
+def test_path_rows_of_different_lengths_are_not_padded_together(tiny_adapter, monkeypatch) -> None:
+    """Each model call of the IG path holds rows of one length when lengths differ by
+    more than the slack: padding a 3-word text's 50 steps to a 12-word one's width costs
+    as much as real tokens. The attributions are those of explaining each text alone."""
+    texts = ["good movie", "a long and rather boring but in the end quite good movie here"]
+    widths: list[tuple[int, int]] = []
+    original = tiny_adapter.logits
+
+    def spy(batch, **kwargs):
+        if "inputs_embeds" in kwargs:  # a path call (not the prediction)
+            widths.append((int(kwargs["inputs_embeds"].shape[1]), min(batch.lengths)))
+        return original(batch, **kwargs)
+
+    explainer = make_explainer("integrated_gradients", tiny_adapter, n_steps=8)
+    alone = [explainer.explain([t])[0] for t in texts]
+    monkeypatch.setattr(tiny_adapter, "logits", spy)
+    together = explainer.explain(texts)
+    assert widths and all(width == shortest for width, shortest in widths), widths
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
