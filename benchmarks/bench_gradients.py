@@ -355,38 +355,35 @@ def bench_length(bench: Bench, texts: list[str], log: Callable[[str], None]) -> 
     # runs: the first large call of a process pays one-off costs (the allocator growing
     # to the batch's size), which a single run in a fixed order would put on one side
     # only (it made ours look 10-25% slower than the bare floor on 20-token texts).
-    ours_secs, ours_wall, explanations = [], [], None
-    cap_secs, cap_wall, cap_results = [], [], None
+    calls = {
+        "ours": lambda: ours.explain(texts),
+        "captum": lambda: captum.explain(texts, FIXED_STEPS),
+    }
+    runs: dict[str, list[tuple[float, float]]] = {side: [] for side in calls}
+    last: dict[str, Any] = {}
     for side in ("ours", "captum", "captum", "ours"):
-        if side == "ours":
-            seconds, explanations = timed(lambda: ours.explain(texts))
-            ours_secs.append(seconds)
-            ours_wall.append(CLOCK.wall["last"])
-        else:
-            seconds, cap_results = timed(lambda: captum.explain(texts, FIXED_STEPS))
-            cap_secs.append(seconds)
-            cap_wall.append(CLOCK.wall["last"])
-    assert explanations is not None and cap_results is not None
+        seconds, last[side] = timed(calls[side])
+        runs[side].append((seconds, CLOCK.wall["last"]))
+
+    def averaged(side: str) -> dict[str, Any]:
+        return {
+            "seconds_per_text": float(np.mean([c for c, _ in runs[side]])) / n,
+            "wall_seconds_per_text": float(np.mean([w for _, w in runs[side]])) / n,
+            "runs_seconds_per_text": [c / n for c, _ in runs[side]],
+        }
+
+    explanations, cap_results = last["ours"], last["captum"]
     ours_rel = [e.quality["relative_delta"] for e in explanations]
     ours_scores = [np.asarray(e.scores) for e in explanations]
-    out["ig_ours"] = {
-        "seconds_per_text": float(np.mean(ours_secs)) / n,
-        "wall_seconds_per_text": float(np.mean(ours_wall)) / n,
-        "runs_seconds_per_text": [t / n for t in ours_secs],
-        "relative_delta": summary(ours_rel),
-    }
+    out["ig_ours"] = {**averaged("ours"), "relative_delta": summary(ours_rel)}
     captum_runs[FIXED_STEPS] = {
-        "seconds_per_text": float(np.mean(cap_secs)) / n,
-        "wall_seconds_per_text": float(np.mean(cap_wall)) / n,
-        "runs_seconds_per_text": [t / n for t in cap_secs],
+        **averaged("captum"),
         "relative_delta": summary([r["relative_delta"] for r in cap_results]),
         "results": cap_results,
     }
     log(
-        f"  ig ours ({FIXED_STEPS} GL): {out['ig_ours']['seconds_per_text']:.3f} s/text "
-        f"(runs {', '.join(f'{t / n:.3f}' for t in ours_secs)}); captum: "
-        f"{captum_runs[FIXED_STEPS]['seconds_per_text']:.3f} "
-        f"(runs {', '.join(f'{t / n:.3f}' for t in cap_secs)})"
+        f"  ig {FIXED_STEPS} GL, s/text: ours {out['ig_ours']['runs_seconds_per_text']}, "
+        f"captum {captum_runs[FIXED_STEPS]['runs_seconds_per_text']}"
     )
     cap50 = captum_runs[FIXED_STEPS]
     diffs = [
