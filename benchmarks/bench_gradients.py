@@ -337,14 +337,17 @@ def bench_length(bench: Bench, texts: list[str], log: Callable[[str], None]) -> 
     captum = CaptumIG(adapter, budget)
     captum_runs: dict[int, dict[str, Any]] = {}
 
+    def captum_run(timing: dict[str, Any], res: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            **timing,
+            "relative_delta": summary([r["relative_delta"] for r in res]),
+            "results": res,
+        }
+
     def run_captum(steps: int) -> dict[str, Any]:
         if steps not in captum_runs:
             secs, res = timed(lambda: captum.explain(texts, steps))
-            captum_runs[steps] = {
-                **times(secs),
-                "relative_delta": summary([r["relative_delta"] for r in res]),
-                "results": res,
-            }
+            captum_runs[steps] = captum_run(times(secs), res)
             log(
                 f"  captum ({steps} GL): {per_text(secs):.3f} s/text, median rel. delta "
                 f"{captum_runs[steps]['relative_delta']['median']:.2e}"
@@ -376,11 +379,7 @@ def bench_length(bench: Bench, texts: list[str], log: Callable[[str], None]) -> 
     ours_rel = [e.quality["relative_delta"] for e in explanations]
     ours_scores = [np.asarray(e.scores) for e in explanations]
     out["ig_ours"] = {**averaged("ours"), "relative_delta": summary(ours_rel)}
-    captum_runs[FIXED_STEPS] = {
-        **averaged("captum"),
-        "relative_delta": summary([r["relative_delta"] for r in cap_results]),
-        "results": cap_results,
-    }
+    captum_runs[FIXED_STEPS] = captum_run(averaged("captum"), cap_results)
     log(
         f"  ig {FIXED_STEPS} GL, s/text: ours {out['ig_ours']['runs_seconds_per_text']}, "
         f"captum {captum_runs[FIXED_STEPS]['runs_seconds_per_text']}"
