@@ -29,9 +29,10 @@ BASELINES = ("pad", "mask", "zero")
 _ATTENTION_TOKENS = 400
 # Path rows share one model call only if the cheapest is within this share of the
 # costliest (see `_row_cost`): every row is padded to the call's longest, and padding
-# costs as much as real tokens. The rows of one text have one length, so they still fill whole calls (50
-# steps of a 20-token text are 1,000 tokens). On 12 tweets of 18-22 tokens, 50 steps,
-# one thread, this made IG about 3% faster (0.60 vs 0.62 s/text, 4 alternating rounds).
+# costs as much as real tokens. The rows of one text have one length, so they still
+# fill whole calls (50 steps of a 20-token text are 1,000 tokens). On 12 tweets of
+# 18-22 tokens, 50 steps, one thread, this made IG about 3% faster (0.60 vs 0.62 s/text,
+# 4 alternating rounds).
 _PAD_SLACK = 0.05
 
 
