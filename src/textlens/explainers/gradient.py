@@ -277,7 +277,8 @@ class _Path:
         values = np.zeros(len(rows))
         attributions = np.zeros((len(rows), width))
         row_costs = [_row_cost(self.batch.lengths[i]) for i, _ in rows]
-        for chunk in pack_batches(row_costs, self.owner.max_batch_tokens, pad_slack=_PAD_SLACK):
+        budget = self.owner.max_batch_tokens
+        for chunk in pack_batches(row_costs, budget, pad_slack=_PAD_SLACK):
             index = torch.tensor([rows[r][0] for r in chunk], device=self.inputs.device)
             alpha = torch.tensor([rows[r][1] for r in chunk], dtype=self.inputs.dtype, device=self.inputs.device)
             sub = self.batch.select([rows[r][0] for r in chunk])
