@@ -103,6 +103,36 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(value) if value == value else 0.0
 
 
+def fast_run(model: ModelAdapter, encoding: Any, layer: int | str, seed: int, precision: str) -> dict[str, Any]:
+    """The fast version on every sentence, with ``seed`` and ``seed + 1`` (for self-agreement)."""
+    explainer = InformationLoss(model, layer=layer, seed=seed, precision=precision)
+    explainer.spread()  # computes and caches r (not timed: a one-off per model and layer)
+    with Clock() as clock:
+        fits = explainer.fit(encoding)
+    sigma = [f.sigma[~np.isnan(f.sigma)] for f in fits]
+    with Clock() as other_clock:
+        other = InformationLoss(model, layer=layer, seed=seed + 1, precision=precision).fit(encoding)
+    self_rho = [spearman(a, b.sigma[~np.isnan(b.sigma)]) for a, b in zip(sigma, other, strict=True)]
+    n = len(fits)
+    return {
+        "explainer": explainer,
+        "fits": fits,
+        "sigma": sigma,
+        "clock": clock,
+        "summary": {
+            "total_wall_s": clock.wall,
+            "total_cpu_s": clock.cpu,
+            "wall_s_per_sentence": clock.wall / n,
+            "cpu_s_per_sentence": clock.cpu / n,
+            "iterations": [f.iterations for f in fits],
+            "median_iterations": statistics.median(f.iterations for f in fits),
+            "converged": sum(f.converged for f in fits),
+            "other_seed_cpu_s_per_sentence": other_clock.cpu / n,
+            "spearman_vs_other_seed": {"median": statistics.median(self_rho), "min": min(self_rho)},
+        },
+    }
+
+
 def compare_state(
     model: ModelAdapter,
     texts: list[str],
@@ -112,66 +142,55 @@ def compare_state(
     reference_steps: int,
     reference_lr: float,
     seed: int,
-) -> dict[str, Any]:
-    explainer = InformationLoss(model, layer=layer, seed=seed)
-    explainer.spread()  # computes and caches r (not timed: a one-off per model and layer)
+    precisions: tuple[str, ...] = ("float32",),
+) -> list[dict[str, Any]]:
+    """One result per precision of the fast version, all against the same reference runs."""
     encoding = model.encode(texts)
-    with Clock() as fast_clock:
-        fits = explainer.fit(encoding)
-    fast_sigma = [f.sigma[~np.isnan(f.sigma)] for f in fits]
-    with Clock() as other_seed_clock:
-        other = InformationLoss(model, layer=layer, seed=seed + 1).fit(encoding)
-    self_rho = [spearman(a, b.sigma[~np.isnan(b.sigma)]) for a, b in zip(fast_sigma, other, strict=True)]
+    fast = {precision: fast_run(model, encoding, layer, seed, precision) for precision in precisions}
+    base = InformationLoss(model, layer=layer, seed=seed)  # the reference's Phi, r and scale
 
     reference: list[dict[str, Any]] = []
     for i, text in enumerate(texts[:reference_sentences]):
         with Clock() as clock:
-            sigma = reference_fit(explainer, text, steps=reference_steps, learning_rate=reference_lr, seed=seed)
-        rho = spearman(fast_sigma[i], sigma)
+            sigma = reference_fit(base, text, steps=reference_steps, learning_rate=reference_lr, seed=seed)
+        rhos = {p: spearman(run["sigma"][i], sigma) for p, run in fast.items()}
         reference.append({"index": i, "tokens": int(len(sigma)), "wall_s": clock.wall, "cpu_s": clock.cpu,
-                          "spearman": rho})
-        print(f"  reference {i + 1}/{reference_sentences}: {clock.cpu:.1f} s CPU, spearman {rho:.3f}",
-              flush=True)
+                          "spearman": rhos})
+        shown = ", ".join(f"{p} {rho:.3f}" for p, rho in rhos.items())
+        print(f"  reference {i + 1}/{reference_sentences}: {clock.cpu:.1f} s CPU, spearman {shown}", flush=True)
 
     n = len(texts)
-    result: dict[str, Any] = {
-        "state": explainer.state.describe(),
-        "layer": layer,
-        "sentences": n,
-        "params": explainer.get_params(),
-        "fast": {
-            "total_wall_s": fast_clock.wall,
-            "total_cpu_s": fast_clock.cpu,
-            "wall_s_per_sentence": fast_clock.wall / n,
-            "cpu_s_per_sentence": fast_clock.cpu / n,
-            "iterations": [f.iterations for f in fits],
-            "median_iterations": statistics.median(f.iterations for f in fits),
-            "converged": sum(f.converged for f in fits),
-            "other_seed_cpu_s_per_sentence": other_seed_clock.cpu / n,
-            "spearman_vs_other_seed": {"median": statistics.median(self_rho), "min": min(self_rho)},
-        },
-        "reference": {
-            "sentences": len(reference),
-            "steps": reference_steps,
-            "learning_rate": reference_lr,
-            "samples_per_step": 1,
-            "per_sentence": reference,
-        },
-    }
-    if reference:
-        ref_cpu = statistics.mean(r["cpu_s"] for r in reference)
-        ref_wall = statistics.mean(r["wall_s"] for r in reference)
-        fast_cpu = statistics.mean(_fast_share(fast_clock.cpu, fits, r["index"]) for r in reference)
-        rhos = [r["spearman"] for r in reference]
-        result["reference"].update({
-            "cpu_s_per_sentence": ref_cpu,
-            "wall_s_per_sentence": ref_wall,
-        })
-        result["speedup_cpu"] = ref_cpu / (fast_clock.cpu / n)
-        result["speedup_wall"] = ref_wall / (fast_clock.wall / n)
-        result["speedup_cpu_same_sentences"] = ref_cpu / fast_cpu
-        result["spearman"] = {"median": statistics.median(rhos), "min": min(rhos), "mean": statistics.mean(rhos)}
-    return result
+    results = []
+    for precision, run in fast.items():
+        result: dict[str, Any] = {
+            "state": base.state.describe(),
+            "layer": layer,
+            "precision": precision,
+            "sentences": n,
+            "params": run["explainer"].get_params(),
+            "fast": run["summary"],
+            "reference": {
+                "sentences": len(reference),
+                "steps": reference_steps,
+                "learning_rate": reference_lr,
+                "samples_per_step": 1,
+                "per_sentence": [{**r, "spearman": r["spearman"][precision]} for r in reference],
+            },
+        }
+        if reference:
+            clock = run["clock"]
+            ref_cpu = statistics.mean(r["cpu_s"] for r in reference)
+            ref_wall = statistics.mean(r["wall_s"] for r in reference)
+            fast_cpu = statistics.mean(_fast_share(clock.cpu, run["fits"], r["index"]) for r in reference)
+            rhos = [r["spearman"][precision] for r in reference]
+            result["reference"].update({"cpu_s_per_sentence": ref_cpu, "wall_s_per_sentence": ref_wall})
+            result["speedup_cpu"] = ref_cpu / (clock.cpu / n)
+            result["speedup_wall"] = ref_wall / (clock.wall / n)
+            result["speedup_cpu_same_sentences"] = ref_cpu / fast_cpu
+            result["spearman"] = {"median": statistics.median(rhos), "min": min(rhos),
+                                  "mean": statistics.mean(rhos)}
+        results.append(result)
+    return results
 
 
 def _fast_share(total_cpu: float, fits: list[Any], index: int) -> float:
@@ -180,12 +199,14 @@ def _fast_share(total_cpu: float, fits: list[Any], index: int) -> float:
     return total_cpu * work[index] / sum(work)
 
 
-def time_sweep(model: ModelAdapter, text: str, seed: int) -> dict[str, Any]:
-    layer_sweep(model, ["warm up"], layers=list(range(1, model.num_layers + 1)), seed=seed)  # caches r
+def time_sweep(model: ModelAdapter, text: str, seed: int, precision: str = "float32") -> dict[str, Any]:
+    layers = list(range(1, model.num_layers + 1))
+    layer_sweep(model, ["warm up"], layers=layers, seed=seed, precision=precision)  # caches r
     with Clock() as clock:
-        [sweep] = layer_sweep(model, [text], seed=seed)
+        [sweep] = layer_sweep(model, [text], seed=seed, precision=precision)
     return {
         "text": text,
+        "precision": precision,
         "words": len(sweep.words),
         "tokens": len(sweep.tokens),
         "layers": list(sweep.layers),
@@ -211,11 +232,12 @@ def markdown(report: dict[str, Any]) -> str:
         "reference is the published loop (Adam, lr "
         f"{report['states'][0]['reference']['learning_rate']}, one noise sample per step, "
         f"{report['states'][0]['reference']['steps']} steps, one sentence at a time), run on the "
-        "first N sentences; the fast version runs on all of them, batched.",
+        "first N sentences, always in float32; the fast version runs on all of them, batched, "
+        "with its model calls in the given precision.",
         "",
-        "| Phi | fast s/sentence | reference s/sentence (N) | speedup | Spearman vs reference median (min) | "
-        "fast vs other seed median | median steps |",
-        "|---|---|---|---|---|---|---|",
+        "| Phi | precision | fast s/sentence | reference s/sentence (N) | speedup | "
+        "Spearman vs reference median (min) | fast vs other seed median | median steps |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for state in report["states"]:
         fast = state["fast"]
@@ -227,15 +249,18 @@ def markdown(report: dict[str, Any]) -> str:
         else:
             ref_cell, speed, rho = "not run", "-", "-"
         lines.append(
-            f"| {state['state']} | {fast['cpu_s_per_sentence']:.2f} | {ref_cell} | {speed} | {rho} | "
+            f"| {state['state']} | {state.get('precision', 'float32')} | {fast['cpu_s_per_sentence']:.2f} | "
+            f"{ref_cell} | {speed} | {rho} | "
             f"{fast['spearman_vs_other_seed']['median']:.3f} | {fast['median_iterations']} |"
         )
-    sweep = report["sweep"]
+    lines.append("")
+    for sweep in report["sweeps"]:
+        lines.append(
+            f"Layer sweep of one {sweep['words']}-word sentence ({sweep['tokens']} tokens), layers "
+            f"{sweep['layers'][0]}..{sweep['layers'][-1]}, {sweep['precision']}: {sweep['cpu_s']:.1f} s CPU "
+            f"({sweep['wall_s']:.1f} s wall), steps per layer {sweep['iterations']}."
+        )
     lines += [
-        "",
-        f"Layer sweep of one {sweep['words']}-word sentence ({sweep['tokens']} tokens), layers "
-        f"{sweep['layers'][0]}..{sweep['layers'][-1]}: {sweep['cpu_s']:.1f} s CPU "
-        f"({sweep['wall_s']:.1f} s wall), steps per layer {sweep['iterations']}.",
         "",
         "Goal (issue 4): >= 50x faster at median Spearman >= 0.9.",
         "",
@@ -255,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--skip-logits", action="store_true", help="only Phi = the layer's output")
+    parser.add_argument("--precisions", default="float32",
+                        help="comma-separated precisions of the fast version's model calls: float32, "
+                        "bfloat16 (the reference loop is always float32 and runs once)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -264,12 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     model = ModelAdapter.from_pretrained(info.path)
     texts = [e.text for e in info.heldout[: args.sentences]]
     lengths = model.encode(texts).lengths
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    unknown = set(precisions) - {"float32", "bfloat16"}
+    if unknown or not precisions:
+        parser.error(f"--precisions: give float32 and/or bfloat16, not {args.precisions!r}")
     states = []
-    for layer in (args.layer, "logits"):
+    for layer in (args.layer,) if args.skip_logits else (args.layer, "logits"):
         print(f"Phi = {layer}", flush=True)
-        states.append(compare_state(model, texts, layer, reference_sentences=min(args.reference_sentences, len(texts)),
-                                    reference_steps=args.reference_steps, reference_lr=args.reference_lr,
-                                    seed=args.seed))
+        states += compare_state(model, texts, layer, reference_sentences=min(args.reference_sentences, len(texts)),
+                                reference_steps=args.reference_steps, reference_lr=args.reference_lr,
+                                seed=args.seed, precisions=precisions)
     report: dict[str, Any] = {
         "command": "python benchmarks/bench_information.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "sentences": len(texts),
@@ -282,11 +315,11 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "states": states,
-        "sweep": None if args.skip_sweep else time_sweep(model, SWEEP_TEXT, args.seed),
+        "sweeps": [] if args.skip_sweep else [time_sweep(model, SWEEP_TEXT, args.seed, p) for p in precisions],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "information.json").write_text(json.dumps(report, indent=2, default=_json_default))
-    if report["sweep"] is not None:
+    if report["sweeps"]:
         (args.out / "information.md").write_text(markdown(report))
         print(markdown(report))
     return 0

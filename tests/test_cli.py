@@ -128,3 +128,25 @@ def test_console_script_entry_point(model_dir: Path) -> None:
     assert "prediction: positive" in done.stdout
     missing = subprocess.run([str(exe), "explain", "/no/model", "x"], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.startswith("textlens: error:")
+
+
+def test_layers_json_html_png_and_precision(capsys, model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TEXTLENS_CACHE_DIR", str(tmp_path / "cache"))
+    html, png = tmp_path / "layers.html", tmp_path / "layers.png"
+    code, out, err = run(
+        capsys, "layers", str(model_dir), "the movie was wonderful", "--all-layers",
+        "--format", "json", "--precision", "bfloat16", "--html", str(html), "--png", str(png),
+    )  # fmt: skip
+    assert code == 0
+    [sweep] = [json.loads(line) for line in out.splitlines()]
+    assert sweep["layers"] == [1, 2] and sweep["params"]["precision"] == "bfloat16"
+    assert len(sweep["word_sigma"]) == 2 and len(sweep["word_sigma"][0]) == 4
+    assert png.read_bytes().startswith(b"\x89PNG") and "<html" in html.read_text().lower()
+    assert "HTML report" in err and "PNG heatmap" in err
+    code, out, _ = run(capsys, "layers", str(model_dir), "the movie was wonderful", "--layer", "2")
+    assert code == 0 and "L2" in out and "L1" not in out
+
+
+def test_layers_bad_layer_is_a_one_line_error(capsys, model_dir: Path) -> None:
+    code, out, err = run(capsys, "layers", str(model_dir), "the movie was wonderful", "--layer", "9")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "[1, 2]" in err

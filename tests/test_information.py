@@ -191,6 +191,38 @@ def test_small_budget_still_fits_every_text(tiny_adapter, explainer_kwargs):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-3, atol=1e-4)
 
 
+def test_bfloat16_fit_is_recorded_and_ranks_like_float32(planted_adapter, planted_test, explainer_kwargs):
+    texts = planted_test.texts[:4]
+    full = InformationLoss(planted_adapter, layer=2, **explainer_kwargs).explain(texts)
+    half = InformationLoss(
+        planted_adapter, layer=2, precision="bfloat16", **explainer_kwargs
+    ).explain(texts)
+    assert {e.params["precision"] for e in full} == {"float32"}
+    assert {e.params["precision"] for e in half} == {"bfloat16"}
+    # bfloat16 really ran (sigma moves) and ranks the tokens the same way
+    assert any(not np.array_equal(a.scores, b.scores) for a, b in zip(full, half, strict=True))
+    for a, b in zip(full, half, strict=True):
+        keep = [i for i, s in enumerate(a.special) if not s]
+        ranks = [np.argsort(np.argsort(np.array(e.scores)[keep])) for e in (a, b)]
+        assert np.corrcoef(*ranks)[0, 1] >= 0.8
+
+
+@pytest.mark.parametrize("layer", ["logits", "pooled"])
+def test_bfloat16_on_a_few_outputs_warns(tiny_adapter, layer):
+    with pytest.warns(UserWarning, match="bfloat16 rounding"):
+        InformationLoss(tiny_adapter, layer=layer, precision="bfloat16")
+
+
+def test_bfloat16_layer_sweep_records_the_precision(tiny_adapter, explainer_kwargs):
+    [sweep] = layer_sweep(tiny_adapter, TEXTS[:1], precision="bfloat16", **explainer_kwargs)
+    assert sweep.params["precision"] == "bfloat16"
+
+
+def test_bad_precision_is_a_parameter_error_naming_the_choices(tiny_adapter):
+    with pytest.raises(InvalidParameterError, match="'precision'.*float32.*bfloat16"):
+        InformationLoss(tiny_adapter, layer=1, precision="float16")
+
+
 @pytest.mark.parametrize("layer", [0, 3, -1, "first", 1.5, True])
 def test_bad_layer_lists_the_valid_range(tiny_adapter, layer):
     with pytest.raises(InvalidParameterError, match=r"\[1, 2\]|must be an int"):

@@ -341,7 +341,14 @@ def test_engine_dedups_caches_and_packs(tiny_adapter):
 
     engine = Engine(tiny_adapter, max_batch_tokens=24)
     engine.model = type(
-        "Spy", (), {"logits": staticmethod(spy), "mask_token_id": 4, "pad_token_id": 0}
+        "Spy",
+        (),
+        {
+            "logits": staticmethod(spy),
+            "autocast": staticmethod(tiny_adapter.autocast),
+            "mask_token_id": 4,
+            "pad_token_id": 0,
+        },
     )()
     rows = np.array([[1, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=bool)
     first = engine.evaluate([(games[0], rows), (games[1], rows), (games[2], rows[:, :2])])

@@ -296,6 +296,8 @@ def cmd_layers(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {}
     if args.seed is not None:
         params["seed"] = args.seed
+    if args.precision is not None:
+        params["precision"] = args.precision
     layers = None if args.layer is None else [args.layer]
     sweeps = layer_sweep(model, list(args.text), layers=layers, positions=args.positions, **params)
     if args.format == "json":
@@ -371,8 +373,8 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--precision",
         choices=["float32", "bfloat16"],
-        help="perturbation methods: bfloat16 halves the cost of model calls on CPUs with "
-        "native bfloat16 (AVX512-BF16/AMX) and GPUs",
+        help="perturbation methods and information: bfloat16 halves the cost of model calls "
+        "on CPUs with native bfloat16 (AVX512-BF16/AMX) and GPUs",
     )
     g.add_argument("--max-batch-tokens", type=int, help="bound on rows x tokens per model call (memory)")
 
@@ -424,6 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-layers", action="store_true", help="every layer 1..L (the default)")
     p.add_argument("--positions", choices=["all", "cls"], default="all", help="Phi = all positions of the layer output, or [CLS]")
     p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        help="bfloat16: about 1.8x faster fits on CPUs with native bfloat16 (AVX512-BF16/AMX) and GPUs",
+    )
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--html", help="write the layers x words heatmap as HTML")
     p.add_argument("--png", help="write the heatmap as a PNG")

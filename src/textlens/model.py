@@ -21,12 +21,13 @@ import torch
 from .errors import (
     ExplanationError,
     InvalidInputError,
+    InvalidParameterError,
     InvalidTargetError,
     ModelLoadError,
     TruncationWarning,
 )
 
-__all__ = ["Encoding", "ModelAdapter", "load_model", "pack_batches"]
+__all__ = ["PRECISIONS", "Encoding", "ModelAdapter", "load_model", "pack_batches"]
 
 _WEIGHT_FILES = (
     "model.safetensors",
@@ -44,6 +45,9 @@ _TOKENIZER_FILES = (
 )
 _SANE_MAX_LENGTH = 100_000
 DEFAULT_MAX_BATCH_TOKENS = 8192
+#: Arithmetic of model calls for methods that offer a ``precision`` parameter:
+#: 'bfloat16' runs them under bfloat16 autocast (see :meth:`ModelAdapter.autocast`).
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 
 @dataclass
@@ -327,6 +331,22 @@ class ModelAdapter:
         return row
 
     # ------------------------------------------------------------------ running the model
+    def autocast(self, precision: str = "float32") -> contextlib.AbstractContextManager[Any]:
+        """Context in which the model's calls run at ``precision`` (one of :data:`PRECISIONS`).
+
+        'bfloat16' is torch autocast on the model's device: matrix products in bfloat16,
+        reductions and normalisations in float32. On CPUs with native bfloat16
+        (AVX512-BF16 or AMX) and on GPUs a call costs about half; elsewhere bfloat16 is
+        emulated and slower. 'float32' changes nothing.
+        """
+        if precision not in PRECISIONS:
+            raise InvalidParameterError(
+                f"precision={precision!r} is not one of {', '.join(PRECISIONS)}."
+            )
+        if precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
+
     def word_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The word (token) embeddings of ``input_ids``; position/segment embeddings are added by the model."""
         return self.model.get_input_embeddings()(input_ids.to(self.device))

@@ -56,7 +56,7 @@ import torch
 
 from .._validation import InstanceOf, Interval, IsNone, Options
 from ..errors import InvalidInputError, InvalidParameterError
-from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter, pack_batches
+from ..model import DEFAULT_MAX_BATCH_TOKENS, PRECISIONS, Encoding, ModelAdapter, pack_batches
 from .base import Explainer, Scores
 
 __all__ = [
@@ -877,6 +877,13 @@ class InformationLoss(Explainer):
         Where ``r`` is cached; None uses the user cache folder.
     use_cache : bool
         Cache ``r`` on disk (default).
+    precision : {'float32', 'bfloat16'}
+        Arithmetic of the model calls of the fit (the clean state, the Jacobian and every
+        noisy step); ``r`` is always computed in float32. 'bfloat16' (autocast) makes a
+        layer's fit about 1.7x faster on CPUs with native bfloat16 and on GPUs, with the
+        same sigma ranking (``benchmarks/bench_information.py``). For 'logits' and
+        'pooled' it warns: the small changes of a few outputs that the fit weighs drown
+        in bfloat16 rounding.
     """
 
     # sigma is optimised iteratively with a stopping rule, so float32 round-off from
@@ -912,6 +919,7 @@ class InformationLoss(Explainer):
             InstanceOf(Path, "a folder path"),
         ],
         "use_cache": [Options((True, False))],
+        "precision": [Options(PRECISIONS)],
     }
 
     def __init__(
@@ -932,6 +940,7 @@ class InformationLoss(Explainer):
         sample_texts: Sequence[str] | None = None,
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
+        precision: str = "float32",
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     ):
         super().__init__(model, max_batch_tokens=max_batch_tokens)
@@ -949,8 +958,19 @@ class InformationLoss(Explainer):
         self.sample_texts = sample_texts
         self.cache_dir = cache_dir
         self.use_cache = use_cache
+        self.precision = precision
         self._validate()
         check_layer(model, layer)
+        if precision == "bfloat16" and not isinstance(layer, int):
+            warnings.warn(
+                f"precision='bfloat16' with layer={layer!r}: the changes of the {layer} that "
+                "the fit weighs can be as small as bfloat16 rounding, so sigma comes out "
+                "noisier and the fit may not converge (on the tiny test model it missed the "
+                "decisive word on 2 of 20 texts; float32 on none). Use it for layer outputs, "
+                "or keep precision='float32' here.",
+                UserWarning,
+                stacklevel=2,
+            )
         self.state = ModelState(model, layer, positions)
 
     def get_params(self) -> dict[str, Any]:
@@ -985,6 +1005,10 @@ class InformationLoss(Explainer):
     def fit(self, encoding: Encoding) -> list[InformationResult]:
         """Fit the noise of every text of ``encoding`` (all batched together)."""
         r = torch.as_tensor(self.spread(), dtype=torch.float32, device=self.model.device)
+        with self.model.autocast(self.precision):
+            return self._fit(encoding, r)
+
+    def _fit(self, encoding: Encoding, r: torch.Tensor) -> list[InformationResult]:
         with torch.no_grad():
             clean = self._clean_states(encoding)
         problems = []

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ...model import Encoding, ModelAdapter, pack_batches
+from ...model import PRECISIONS, Encoding, ModelAdapter, pack_batches
 
 __all__ = [
     "DEFAULT_BATCH_TOKENS",
@@ -53,7 +53,6 @@ __all__ = [
 
 MASKINGS: tuple[str, ...] = ("mask", "pad", "delete")
 OUTPUTS: tuple[str, ...] = ("probability", "logit")
-PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 Progress = Callable[[int, int], None]
 
@@ -248,12 +247,7 @@ class Engine:
             return
         lengths = [max(self._length(game, row), 1) for _, (game, row) in items]
         total, done = len(items), 0
-        reduced = self.precision == "bfloat16"
-        device_type = torch.device(self.model.device).type if reduced else "cpu"
-        with (
-            torch.inference_mode(),
-            torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=reduced),
-        ):
+        with torch.inference_mode(), self.model.autocast(self.precision):
             for indices in pack_batches(lengths, self.max_batch_tokens):
                 rows = [items[i][1] for i in indices]
                 logits = self.model.logits(self._batch(rows)).float().cpu().numpy()
