@@ -176,6 +176,41 @@ def test_target_by_index_and_by_name(method: str, model: ModelAdapter) -> None:
         assert a.scores == b.scores
 
 
+def test_prediction_is_the_models(method: str, explained: list[Explanation], model) -> None:
+    """Whether taken from the method's own forward pass or from a separate one."""
+    expected = model.predict_proba(model.encode(TEXTS))
+    for e, p in zip(explained, expected, strict=True):
+        np.testing.assert_allclose(e.probabilities, p, rtol=0, atol=1e-6)
+        assert e.target == int(np.argmax(p))
+
+
+def test_single_pass_methods_run_the_model_once_per_batch(method: str, model: ModelAdapter) -> None:
+    explainer = build(method, model)
+    if not explainer.predicts_while_scoring:
+        pytest.skip(f"{method} predicts in a pass of its own")
+    calls = []
+    handle = model.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        explainer.explain(TEXTS[:3])
+        explainer.explain(TEXTS[:3], target="negative")
+    finally:
+        handle.remove()
+    assert len(calls) == 2  # one call per explain: prediction and scores share it
+
+
+def test_single_pass_scores_equal_scores_for_given_targets(method: str, model: ModelAdapter) -> None:
+    """The shared pass scores the chosen target exactly as scoring that target directly."""
+    explainer = build(method, model)
+    if not explainer.predicts_while_scoring:
+        pytest.skip(f"{method} predicts in a pass of its own")
+    encoding = model.encode(TEXTS[:3])
+    for target in (None, 0, 2):
+        explained = explainer.explain(TEXTS[:3], target=target)
+        direct = explainer._score_encoding(encoding, [e.target for e in explained])
+        for e, s in zip(explained, direct, strict=True):
+            np.testing.assert_allclose(e.scores, s.values[: len(e.tokens)], rtol=1e-6, atol=1e-9)
+
+
 def test_json_round_trip(explained: list[Explanation]) -> None:
     for e in explained:
         data = json.loads(json.dumps(e.to_dict(), allow_nan=False))

@@ -548,3 +548,21 @@ def test_shap_error_falls_with_budget_and_is_calibrated_on_a_synthetic_game():
     # 3n and 4n: as many random pairs as features, where the in-sample residuals used to
     # make the standard errors 5x too small (coverage 0.2)
     assert all(coverage[k] >= 0.85 for k in (2, 3, 4, 8)), coverage
+
+
+@pytest.mark.parametrize("name", ["occlusion", "lime", "shap"])
+@pytest.mark.parametrize("masking", ["mask", "delete"])
+def test_the_prediction_is_the_full_coalition(planted_adapter, planted_test, name, masking):
+    """The unchanged text is evaluated once, for the prediction, and reused by the method."""
+    texts = planted_test.texts[:3]
+    params = {"masking": masking} if name == "occlusion" else {"masking": masking, "budget": 24, "seed": 0}
+    explainer = make_explainer(name, planted_adapter, **params)
+    explained = explainer.explain(texts)
+    coalitions = sum(e.quality["evaluations"] for e in explained)
+    assert explainer.engine.model_evaluations == coalitions - len(texts)
+    # the same scores as a run that evaluates the full coalition itself
+    fresh = make_explainer(name, planted_adapter, **params)
+    direct = fresh._score_encoding(planted_adapter.encode(texts), [e.target for e in explained])
+    assert fresh.engine.model_evaluations == coalitions
+    for e, s in zip(explained, direct, strict=True):
+        np.testing.assert_allclose(e.scores, s.values, rtol=1e-5, atol=1e-6)

@@ -399,16 +399,21 @@ class ModelAdapter:
         """Logits ``[rows, num_labels]``."""
         return self.forward(batch, **kwargs).logits
 
+    def predict_logits(
+        self, encoding: Encoding, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    ) -> np.ndarray:
+        """Logits ``[len(encoding), num_labels]`` (float32), batched under a token budget."""
+        out = np.zeros((len(encoding), self.num_labels), dtype=np.float32)
+        with torch.no_grad():
+            for indices in pack_batches(encoding.lengths, max_batch_tokens):
+                out[indices] = self.logits(encoding.select(indices)).float().cpu().numpy()
+        return out
+
     def predict_proba(
         self, encoding: Encoding, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     ) -> np.ndarray:
         """Class probabilities ``[len(encoding), num_labels]``, batched under a token budget."""
-        out = np.zeros((len(encoding), self.num_labels))
-        with torch.no_grad():
-            for indices in pack_batches(encoding.lengths, max_batch_tokens):
-                logits = self.logits(encoding.select(indices))
-                out[indices] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        return out
+        return probabilities_of(self.predict_logits(encoding, max_batch_tokens=max_batch_tokens))
 
     def iter_batches(
         self, encoding: Encoding, max_batch_tokens: int, rows_per_item: int = 1
@@ -416,6 +421,11 @@ class ModelAdapter:
         """Yield ``(indices, sub_batch)`` packed under a token budget."""
         for indices in pack_batches(encoding.lengths, max_batch_tokens, rows_per_item):
             yield indices, encoding.select(indices)
+
+
+def probabilities_of(logits: np.ndarray) -> np.ndarray:
+    """Softmax of float32 ``logits`` ``[rows, classes]``, as float64 (as the model computes it)."""
+    return torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy().astype(np.float64)
 
 
 def check_texts(texts: Sequence[str] | str) -> list[str]:

@@ -6,6 +6,8 @@ scores are the same for every class (their ``quality`` says so).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .._validation import InstanceOf, Options
@@ -18,8 +20,8 @@ __all__ = ["Attention", "AttentionRollout"]
 _TARGET_INDEPENDENT = {"target_independent": True}
 
 
-def _attentions(model: ModelAdapter, batch: Encoding) -> torch.Tensor:
-    """Attention weights ``[layers, batch, heads, len, len]``."""
+def _attentions(model: ModelAdapter, batch: Encoding) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention weights ``[layers, batch, heads, len, len]`` and the logits of the same pass."""
     with torch.no_grad():
         out = model.forward(batch, output_attentions=True)
     if not out.attentions or out.attentions[0] is None:
@@ -27,7 +29,7 @@ def _attentions(model: ModelAdapter, batch: Encoding) -> torch.Tensor:
             f"The model {model.model_id} returned no attention weights; load it with "
             "attn_implementation='eager'."
         )
-    return torch.stack([a.float() for a in out.attentions])
+    return torch.stack([a.float() for a in out.attentions]), out.logits
 
 
 def _check_index(owner: str, name: str, value: int | str, size: int) -> None:
@@ -77,12 +79,17 @@ class Attention(Explainer):
         _check_index(type(self).__name__, "layer", layer, model.num_layers)
         _check_index(type(self).__name__, "head", head, int(config.num_attention_heads))
 
-    def _score(self, batch: Encoding, targets: torch.Tensor) -> list[Scores]:
-        att = _attentions(self.model, batch)[:, :, :, 0, :]  # [layers, batch, heads, keys]
+    predicts_while_scoring = True
+
+    def _score_predicting(
+        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[list[Scores], torch.Tensor]:
+        weights, logits = _attentions(self.model, batch)
+        att = weights[:, :, :, 0, :]  # [layers, batch, heads, keys]
         att = att.mean(0) if self.layer == "mean" else att[self.layer]
         att = att.mean(1) if self.head == "mean" else att[:, self.head]
         scores = att.cpu().numpy()
-        return [Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)]
+        return [Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)], logits
 
 
 class AttentionRollout(Explainer):
@@ -103,8 +110,13 @@ class AttentionRollout(Explainer):
         super().__init__(model, max_batch_tokens=max_batch_tokens)
         self._validate()
 
-    def _score(self, batch: Encoding, targets: torch.Tensor) -> list[Scores]:
-        att = _attentions(self.model, batch).mean(2)  # [layers, batch, len, len]
+    predicts_while_scoring = True
+
+    def _score_predicting(
+        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[list[Scores], torch.Tensor]:
+        weights, logits = _attentions(self.model, batch)
+        att = weights.mean(2)  # [layers, batch, len, len]
         eye = torch.eye(att.shape[-1], device=att.device)
         rollout = eye.expand_as(att[0]).clone()
         for layer_att in att:
@@ -112,4 +124,4 @@ class AttentionRollout(Explainer):
             mixed = mixed / mixed.sum(-1, keepdim=True)
             rollout = mixed @ rollout
         scores = rollout[:, 0, :].cpu().numpy()
-        return [Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)]
+        return [Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)], logits

@@ -6,7 +6,7 @@ and writes only its scoring step, ``_score(batch, targets) -> list[Scores]``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -15,7 +15,7 @@ import torch
 
 from .._validation import Constraint, Interval, check_params
 from ..explanation import Explanation
-from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter
+from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter, probabilities_of
 
 __all__ = ["Explainer", "Scores"]
 
@@ -49,6 +49,10 @@ class Explainer:
     parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "max_batch_tokens": [Interval(int, 1, None)],
     }
+    #: True when a method's scoring step runs the model on the unchanged texts anyway (a
+    #: gradient or attention method): explain() then takes the prediction from that pass
+    #: (``_score_predicting``) instead of running the model once more for it.
+    predicts_while_scoring: ClassVar[bool] = False
     #: Relative tolerance within which explaining texts in a batch equals explaining them
     #: one by one (float32 round-off from padding); iterative optimisers loosen it.
     batch_rtol: ClassVar[float] = 1e-5
@@ -103,10 +107,42 @@ class Explainer:
 
     def explain_encoding(self, encoding: Encoding, target: Target = None) -> list[Explanation]:
         """Like :meth:`explain`, on texts already encoded by the model adapter."""
-        probabilities = self.model.predict_proba(encoding, max_batch_tokens=self.max_batch_tokens)
-        targets = [self.model.resolve_target(target, int(p.argmax())) for p in probabilities]
-        scores = self._score_encoding(encoding, targets)
+        if self.predicts_while_scoring:
+            scores, probabilities, targets = self._score_and_predict(encoding, target)
+        else:
+            logits = self.model.predict_logits(encoding, max_batch_tokens=self.max_batch_tokens)
+            probabilities = probabilities_of(logits)
+            targets = [self.model.resolve_target(target, int(p.argmax())) for p in probabilities]
+            self._know_prediction(encoding, logits)
+            scores = self._score_encoding(encoding, targets)
         return [self._build(encoding, i, targets[i], probabilities[i], s) for i, s in enumerate(scores)]
+
+    def _know_prediction(self, encoding: Encoding, logits: np.ndarray) -> None:
+        """Hook: the logits of the unchanged texts, computed for the prediction (before scoring).
+
+        A method that needs the model's output on the unchanged texts again (a perturbation
+        method's full coalition) can keep them instead of running the model once more.
+        """
+
+    def _score_and_predict(
+        self, encoding: Encoding, target: Target
+    ) -> tuple[list[Scores], np.ndarray, list[int]]:
+        """Scores, class probabilities and targets of every text from the method's own passes."""
+        results: list[Scores | None] = [None] * len(encoding)
+        probabilities = np.zeros((len(encoding), self.model.num_labels))
+        targets = [0] * len(encoding)
+
+        def choose(logits: torch.Tensor) -> torch.Tensor:
+            predicted = logits.detach().argmax(dim=-1).tolist()
+            picked = [self.model.resolve_target(target, p) for p in predicted]
+            return torch.tensor(picked, dtype=torch.long, device=logits.device)
+
+        for indices, batch in self.model.iter_batches(encoding, self.max_batch_tokens):
+            scores, logits = self._score_predicting(batch, choose)
+            probabilities[indices] = probabilities_of(logits.detach().float().cpu().numpy())
+            for i, s, t in zip(indices, scores, choose(logits).tolist(), strict=True):
+                results[i], targets[i] = s, t
+        return [r for r in results if r is not None], probabilities, targets
 
     def _score_encoding(self, encoding: Encoding, targets: list[int]) -> list[Scores]:
         """Score every text; the default packs texts into batches under the token budget."""
@@ -119,6 +155,19 @@ class Explainer:
 
     def _score(self, batch: Encoding, targets: torch.Tensor) -> list[Scores]:
         """Return one :class:`Scores` per text of ``batch`` (unpadded length)."""
+        if self.predicts_while_scoring:
+            return self._score_predicting(batch, lambda _logits: targets)[0]
+        raise NotImplementedError
+
+    def _score_predicting(
+        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[list[Scores], torch.Tensor]:
+        """For ``predicts_while_scoring`` methods: scores and the logits of the unchanged texts.
+
+        The method runs the model on ``batch`` as it is, gets the logits ``[rows, classes]``,
+        asks ``choose(logits)`` for the targets (the predicted classes, or the requested
+        one) and scores for them: one forward pass serves the prediction and the scores.
+        """
         raise NotImplementedError
 
     def _build(

@@ -7,7 +7,7 @@ embeddings are added by the model and never attributed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,14 +61,19 @@ class _GradientExplainer(Explainer):
         super().__init__(model, max_batch_tokens=max_batch_tokens)
         self.output = output
 
-    def _input_gradients(self, batch: Encoding, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Word embeddings of ``batch`` and the gradient of the explained output w.r.t. them."""
+    def _input_gradients(
+        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Word embeddings of ``batch``, the gradient of the explained output w.r.t. them, logits.
+
+        One forward pass: ``choose(logits)`` gives the targets whose output is differentiated.
+        """
         embeds = self.model.word_embeddings(batch.input_ids).detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.model.logits(batch, inputs_embeds=embeds)
-            values = target_output(logits.float(), targets, self.output)
+            values = target_output(logits.float(), choose(logits), self.output)
             (grad,) = torch.autograd.grad(values.sum(), embeds)
-        return embeds.detach(), grad
+        return embeds.detach(), grad, logits.detach()
 
 
 class Saliency(_GradientExplainer):
@@ -86,10 +91,14 @@ class Saliency(_GradientExplainer):
         super().__init__(model, output=output, max_batch_tokens=max_batch_tokens)
         self._validate()
 
-    def _score(self, batch: Encoding, targets: torch.Tensor) -> list[Scores]:
-        _, grad = self._input_gradients(batch, targets)
+    predicts_while_scoring = True
+
+    def _score_predicting(
+        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[list[Scores], torch.Tensor]:
+        _, grad, logits = self._input_gradients(batch, choose)
         norms = grad.norm(dim=-1).cpu().numpy()
-        return [Scores(norms[i, :n]) for i, n in enumerate(batch.lengths)]
+        return [Scores(norms[i, :n]) for i, n in enumerate(batch.lengths)], logits
 
 
 class GradientXInput(_GradientExplainer):
@@ -106,10 +115,14 @@ class GradientXInput(_GradientExplainer):
         super().__init__(model, output=output, max_batch_tokens=max_batch_tokens)
         self._validate()
 
-    def _score(self, batch: Encoding, targets: torch.Tensor) -> list[Scores]:
-        embeds, grad = self._input_gradients(batch, targets)
+    predicts_while_scoring = True
+
+    def _score_predicting(
+        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[list[Scores], torch.Tensor]:
+        embeds, grad, logits = self._input_gradients(batch, choose)
         scores = (grad * embeds).sum(-1).cpu().numpy()
-        return [Scores(scores[i, :n]) for i, n in enumerate(batch.lengths)]
+        return [Scores(scores[i, :n]) for i, n in enumerate(batch.lengths)], logits
 
 
 class IntegratedGradients(_GradientExplainer):

@@ -153,7 +153,7 @@ class PerturbationExplainer(Explainer):
         return None
 
     # ------------------------------------------------------------------ the shared part
-    def _score_encoding(self, encoding: Encoding, targets: list[int]) -> list[Scores]:
+    def _games(self, encoding: Encoding, targets: list[int]) -> tuple[list[TextGame], list[Any]]:
         grouping = make_grouping(self.features, self.span_size)
         spans = [feature_spans(encoding, i, grouping) for i in range(len(encoding))]
         tag = f"{self.masking}|{grouping.to_param()}"
@@ -161,6 +161,17 @@ class PerturbationExplainer(Explainer):
             make_game(encoding, i, [s.tokens for s in spans[i]], targets[i], tag)
             for i in range(len(encoding))
         ]
+        return games, spans
+
+    def _know_prediction(self, encoding: Encoding, logits: np.ndarray) -> None:
+        # the full coalition is the unchanged text: the prediction's logits are its value
+        # (a game's cache key does not depend on the target)
+        games, _ = self._games(encoding, [0] * len(encoding))
+        for game, row in zip(games, logits, strict=True):
+            self.engine.remember(game, row)
+
+    def _score_encoding(self, encoding: Encoding, targets: list[int]) -> list[Scores]:
+        games, spans = self._games(encoding, targets)
         plans = []
         for game in games:
             rng = np.random.default_rng(self._seed_sequence(game))

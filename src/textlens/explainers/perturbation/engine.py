@@ -219,6 +219,18 @@ class Engine:
         self._evict()
         return results
 
+    def remember(self, game: TextGame, logits: np.ndarray) -> None:
+        """Keep ``logits`` (all classes) as the output of ``game``'s unchanged text.
+
+        The prediction that comes with every explanation runs the model on the unchanged
+        text anyway; with its logits here, the full coalition costs no second evaluation.
+        """
+        store = self._store(game.key)
+        [key] = _row_keys(np.ones((1, game.n_features), dtype=bool))
+        if key not in store:
+            store[key] = np.asarray(logits, dtype=np.float64).copy()
+            self._cached += 1
+
     def clear(self) -> None:
         """Forget every cached output."""
         self._cache.clear()
