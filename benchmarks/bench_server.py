@@ -12,8 +12,9 @@ per request) and throughput (explanations/s) of:
 * the batched floor: the same passes over a full micro-batch of ``--max-batch``
   different alerts at once, per alert. The floor over the batched floor is the most
   that sharing model calls can save per explanation on this machine, so it bounds
-  the concurrency-32 throughput gain of batching (on a 2-core CPU, where a batched
-  call costs nearly the sum of single calls, it was 1.32x for grad_x_input).
+  the model's share of the concurrency-32 throughput gain of batching (on a 2-core
+  CPU, where a batched call costs nearly the sum of single calls, it was 1.17-1.32x
+  for grad_x_input in two runs).
 
 Goals (from the issue): at concurrency 1, p50 <= 2x the floor; at concurrency 32,
 throughput >= 3x the batching-off server.
