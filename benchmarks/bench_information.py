@@ -103,7 +103,9 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(value) if value == value else 0.0
 
 
-def fast_run(model: ModelAdapter, encoding: Any, layer: int | str, seed: int, precision: str) -> dict[str, Any]:
+def fast_run(
+    model: ModelAdapter, encoding: Any, layer: int | str, seed: int, precision: str
+) -> dict[str, Any]:
     """The fast version on every sentence, with ``seed`` and ``seed + 1`` (for self-agreement)."""
     explainer = InformationLoss(model, layer=layer, seed=seed, precision=precision)
     explainer.spread()  # computes and caches r (not timed: a one-off per model and layer)
@@ -111,7 +113,9 @@ def fast_run(model: ModelAdapter, encoding: Any, layer: int | str, seed: int, pr
         fits = explainer.fit(encoding)
     sigma = [f.sigma[~np.isnan(f.sigma)] for f in fits]
     with Clock() as other_clock:
-        other = InformationLoss(model, layer=layer, seed=seed + 1, precision=precision).fit(encoding)
+        other = InformationLoss(model, layer=layer, seed=seed + 1, precision=precision).fit(
+            encoding
+        )
     self_rho = [spearman(a, b.sigma[~np.isnan(b.sigma)]) for a, b in zip(sigma, other, strict=True)]
     n = len(fits)
     return {
@@ -146,18 +150,32 @@ def compare_state(
 ) -> list[dict[str, Any]]:
     """One result per precision of the fast version, all against the same reference runs."""
     encoding = model.encode(texts)
-    fast = {precision: fast_run(model, encoding, layer, seed, precision) for precision in precisions}
+    fast = {
+        precision: fast_run(model, encoding, layer, seed, precision) for precision in precisions
+    }
     base = InformationLoss(model, layer=layer, seed=seed)  # the reference's Phi, r and scale
 
     reference: list[dict[str, Any]] = []
     for i, text in enumerate(texts[:reference_sentences]):
         with Clock() as clock:
-            sigma = reference_fit(base, text, steps=reference_steps, learning_rate=reference_lr, seed=seed)
+            sigma = reference_fit(
+                base, text, steps=reference_steps, learning_rate=reference_lr, seed=seed
+            )
         rhos = {p: spearman(run["sigma"][i], sigma) for p, run in fast.items()}
-        reference.append({"index": i, "tokens": int(len(sigma)), "wall_s": clock.wall, "cpu_s": clock.cpu,
-                          "spearman": rhos})
+        reference.append(
+            {
+                "index": i,
+                "tokens": len(sigma),
+                "wall_s": clock.wall,
+                "cpu_s": clock.cpu,
+                "spearman": rhos,
+            }
+        )
         shown = ", ".join(f"{p} {rho:.3f}" for p, rho in rhos.items())
-        print(f"  reference {i + 1}/{reference_sentences}: {clock.cpu:.1f} s CPU, spearman {shown}", flush=True)
+        print(
+            f"  reference {i + 1}/{reference_sentences}: {clock.cpu:.1f} s CPU, spearman {shown}",
+            flush=True,
+        )
 
     n = len(texts)
     results = []
@@ -181,14 +199,21 @@ def compare_state(
             clock = run["clock"]
             ref_cpu = statistics.mean(r["cpu_s"] for r in reference)
             ref_wall = statistics.mean(r["wall_s"] for r in reference)
-            fast_cpu = statistics.mean(_fast_share(clock.cpu, run["fits"], r["index"]) for r in reference)
+            fast_cpu = statistics.mean(
+                _fast_share(clock.cpu, run["fits"], r["index"]) for r in reference
+            )
             rhos = [r["spearman"][precision] for r in reference]
-            result["reference"].update({"cpu_s_per_sentence": ref_cpu, "wall_s_per_sentence": ref_wall})
+            result["reference"].update(
+                {"cpu_s_per_sentence": ref_cpu, "wall_s_per_sentence": ref_wall}
+            )
             result["speedup_cpu"] = ref_cpu / (clock.cpu / n)
             result["speedup_wall"] = ref_wall / (clock.wall / n)
             result["speedup_cpu_same_sentences"] = ref_cpu / fast_cpu
-            result["spearman"] = {"median": statistics.median(rhos), "min": min(rhos),
-                                  "mean": statistics.mean(rhos)}
+            result["spearman"] = {
+                "median": statistics.median(rhos),
+                "min": min(rhos),
+                "mean": statistics.mean(rhos),
+            }
         results.append(result)
     return results
 
@@ -199,7 +224,9 @@ def _fast_share(total_cpu: float, fits: list[Any], index: int) -> float:
     return total_cpu * work[index] / sum(work)
 
 
-def time_sweep(model: ModelAdapter, text: str, seed: int, precision: str = "float32") -> dict[str, Any]:
+def time_sweep(
+    model: ModelAdapter, text: str, seed: int, precision: str = "float32"
+) -> dict[str, Any]:
     layers = list(range(1, model.num_layers + 1))
     layer_sweep(model, ["warm up"], layers=layers, seed=seed, precision=precision)  # caches r
     with Clock() as clock:
@@ -214,7 +241,9 @@ def time_sweep(model: ModelAdapter, text: str, seed: int, precision: str = "floa
         "cpu_s": clock.cpu,
         "iterations": list(sweep.iterations),
         "converged": list(sweep.converged),
-        "word_sigma_over_scale": [[round(v / sweep.scale, 4) for v in row] for row in sweep.word_sigma],
+        "word_sigma_over_scale": [
+            [round(v / sweep.scale, 4) for v in row] for row in sweep.word_sigma
+        ],
     }
 
 
@@ -249,16 +278,17 @@ def markdown(report: dict[str, Any]) -> str:
         else:
             ref_cell, speed, rho = "not run", "-", "-"
         lines.append(
-            f"| {state['state']} | {state.get('precision', 'float32')} | {fast['cpu_s_per_sentence']:.2f} | "
-            f"{ref_cell} | {speed} | {rho} | "
+            f"| {state['state']} | {state.get('precision', 'float32')} | "
+            f"{fast['cpu_s_per_sentence']:.2f} | {ref_cell} | {speed} | {rho} | "
             f"{fast['spearman_vs_other_seed']['median']:.3f} | {fast['median_iterations']} |"
         )
     lines.append("")
     for sweep in report["sweeps"]:
         lines.append(
             f"Layer sweep of one {sweep['words']}-word sentence ({sweep['tokens']} tokens), layers "
-            f"{sweep['layers'][0]}..{sweep['layers'][-1]}, {sweep['precision']}: {sweep['cpu_s']:.1f} s CPU "
-            f"({sweep['wall_s']:.1f} s wall), steps per layer {sweep['iterations']}."
+            f"{sweep['layers'][0]}..{sweep['layers'][-1]}, {sweep['precision']}: "
+            f"{sweep['cpu_s']:.1f} s CPU ({sweep['wall_s']:.1f} s wall), "
+            f"steps per layer {sweep['iterations']}."
         )
     lines += [
         "",
@@ -269,10 +299,16 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sentences", type=int, default=30)
-    parser.add_argument("--reference-sentences", type=int, default=3,
-                        help="run the reference loop on the first N sentences (default 3)")
+    parser.add_argument(
+        "--reference-sentences",
+        type=int,
+        default=3,
+        help="run the reference loop on the first N sentences (default 3)",
+    )
     parser.add_argument("--reference-steps", type=int, default=5000)
     parser.add_argument("--reference-lr", type=float, default=0.01)
     parser.add_argument("--layer", type=int, default=3)
@@ -281,9 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-logits", action="store_true", help="only Phi = the layer's output")
-    parser.add_argument("--precisions", default="float32",
-                        help="comma-separated precisions of the fast version's model calls: float32, "
-                        "bfloat16 (the reference loop is always float32 and runs once)")
+    parser.add_argument(
+        "--precisions",
+        default="float32",
+        help="comma-separated precisions of the fast version's model calls: float32, "
+        "bfloat16 (the reference loop is always float32 and runs once)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -300,11 +339,19 @@ def main(argv: list[str] | None = None) -> int:
     states = []
     for layer in (args.layer,) if args.skip_logits else (args.layer, "logits"):
         print(f"Phi = {layer}", flush=True)
-        states += compare_state(model, texts, layer, reference_sentences=min(args.reference_sentences, len(texts)),
-                                reference_steps=args.reference_steps, reference_lr=args.reference_lr,
-                                seed=args.seed, precisions=precisions)
+        states += compare_state(
+            model,
+            texts,
+            layer,
+            reference_sentences=min(args.reference_sentences, len(texts)),
+            reference_steps=args.reference_steps,
+            reference_lr=args.reference_lr,
+            seed=args.seed,
+            precisions=precisions,
+        )
     report: dict[str, Any] = {
-        "command": "python benchmarks/bench_information.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/bench_information.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "sentences": len(texts),
         "mean_tokens": float(np.mean(lengths)),
         "environment": {
@@ -315,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "states": states,
-        "sweeps": [] if args.skip_sweep else [time_sweep(model, SWEEP_TEXT, args.seed, p) for p in precisions],
+        "sweeps": []
+        if args.skip_sweep
+        else [time_sweep(model, SWEEP_TEXT, args.seed, p) for p in precisions],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "information.json").write_text(json.dumps(report, indent=2, default=_json_default))

@@ -130,7 +130,9 @@ def test_console_script_entry_point(model_dir: Path) -> None:
     assert missing.returncode == 2 and missing.stderr.startswith("textlens: error:")
 
 
-def test_layers_json_html_png_and_precision(capsys, model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_layers_json_html_png_and_precision(
+    capsys, model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("TEXTLENS_CACHE_DIR", str(tmp_path / "cache"))
     html, png = tmp_path / "layers.html", tmp_path / "layers.png"
     code, out, err = run(
@@ -148,5 +150,7 @@ def test_layers_json_html_png_and_precision(capsys, model_dir: Path, tmp_path: P
 
 
 def test_layers_bad_layer_is_a_one_line_error(capsys, model_dir: Path) -> None:
-    code, out, err = run(capsys, "layers", str(model_dir), "the movie was wonderful", "--layer", "9")
+    code, out, err = run(
+        capsys, "layers", str(model_dir), "the movie was wonderful", "--layer", "9"
+    )
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "[1, 2]" in err

@@ -64,7 +64,8 @@ def test_rows_columns_and_directions(board: Leaderboard) -> None:
     ]
     for method in METHODS:
         assert board.value(method, "seconds_per_text") > 0
-        assert board.value(method, "evaluations_per_text") >= 1  # saliency: one pass, which also predicts
+        # saliency: one pass per text, which also gives the prediction
+        assert board.value(method, "evaluations_per_text") >= 1
         assert board.rows[method]["hit_at_1"].n == len(board.faithfulness[method].curves)
     assert board.rows["saliency"]["token_f1"].n == 12  # the last text has no rationale
     assert math.isnan(board.value("saliency", "seed_rank_correlation"))

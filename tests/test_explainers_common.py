@@ -184,7 +184,9 @@ def test_prediction_is_the_models(method: str, explained: list[Explanation], mod
         assert e.target == int(np.argmax(p))
 
 
-def test_single_pass_methods_run_the_model_once_per_batch(method: str, model: ModelAdapter) -> None:
+def test_single_pass_methods_run_the_model_once_per_batch(
+    method: str, model: ModelAdapter
+) -> None:
     explainer = build(method, model)
     if not explainer.predicts_while_scoring:
         pytest.skip(f"{method} predicts in a pass of its own")
@@ -198,7 +200,9 @@ def test_single_pass_methods_run_the_model_once_per_batch(method: str, model: Mo
     assert len(calls) == 2  # one call per explain: prediction and scores share it
 
 
-def test_single_pass_scores_equal_scores_for_given_targets(method: str, model: ModelAdapter) -> None:
+def test_single_pass_scores_equal_scores_for_given_targets(
+    method: str, model: ModelAdapter
+) -> None:
     """The shared pass scores the chosen target exactly as scoring that target directly."""
     explainer = build(method, model)
     if not explainer.predicts_while_scoring:

@@ -191,7 +191,9 @@ def test_small_budget_still_fits_every_text(tiny_adapter, explainer_kwargs):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-3, atol=1e-4)
 
 
-def test_bfloat16_fit_is_recorded_and_ranks_like_float32(planted_adapter, planted_test, explainer_kwargs):
+def test_bfloat16_fit_is_recorded_and_ranks_like_float32(
+    planted_adapter, planted_test, explainer_kwargs
+):
     texts = planted_test.texts[:4]
     full = InformationLoss(planted_adapter, layer=2, **explainer_kwargs).explain(texts)
     half = InformationLoss(
@@ -219,7 +221,7 @@ def test_bfloat16_layer_sweep_records_the_precision(tiny_adapter, explainer_kwar
 
 
 def test_bad_precision_is_a_parameter_error_naming_the_choices(tiny_adapter):
-    with pytest.raises(InvalidParameterError, match="'precision'.*float32.*bfloat16"):
+    with pytest.raises(InvalidParameterError, match=r"'precision'.*float32.*bfloat16"):
         InformationLoss(tiny_adapter, layer=1, precision="float16")
 
 

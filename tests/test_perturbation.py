@@ -555,7 +555,9 @@ def test_shap_error_falls_with_budget_and_is_calibrated_on_a_synthetic_game():
 def test_the_prediction_is_the_full_coalition(planted_adapter, planted_test, name, masking):
     """The unchanged text is evaluated once, for the prediction, and reused by the method."""
     texts = planted_test.texts[:3]
-    params = {"masking": masking} if name == "occlusion" else {"masking": masking, "budget": 24, "seed": 0}
+    params = {"masking": masking}
+    if name != "occlusion":
+        params.update(budget=24, seed=0)
     explainer = make_explainer(name, planted_adapter, **params)
     explained = explainer.explain(texts)
     coalitions = sum(e.quality["evaluations"] for e in explained)

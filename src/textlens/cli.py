@@ -429,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision",
         choices=["float32", "bfloat16"],
-        help="bfloat16: about 1.8x faster fits on CPUs with native bfloat16 (AVX512-BF16/AMX) and GPUs",
+        help="bfloat16: about 1.8x faster fits on CPUs with native bfloat16 "
+        "(AVX512-BF16/AMX) and GPUs",
     )
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--html", help="write the layers x words heatmap as HTML")

@@ -425,7 +425,8 @@ class ModelAdapter:
 
 def probabilities_of(logits: np.ndarray) -> np.ndarray:
     """Softmax of float32 ``logits`` ``[rows, classes]``, as float64 (as the model computes it)."""
-    return torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy().astype(np.float64)
+    probabilities = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1)
+    return probabilities.numpy().astype(np.float64)
 
 
 def check_texts(texts: Sequence[str] | str) -> list[str]:

@@ -89,7 +89,10 @@ class Attention(Explainer):
         att = att.mean(0) if self.layer == "mean" else att[self.layer]
         att = att.mean(1) if self.head == "mean" else att[:, self.head]
         scores = att.cpu().numpy()
-        return [Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)], logits
+        explained = [
+            Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)
+        ]
+        return explained, logits
 
 
 class AttentionRollout(Explainer):
@@ -124,4 +127,7 @@ class AttentionRollout(Explainer):
             mixed = mixed / mixed.sum(-1, keepdim=True)
             rollout = mixed @ rollout
         scores = rollout[:, 0, :].cpu().numpy()
-        return [Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)], logits
+        explained = [
+            Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)
+        ]
+        return explained, logits
