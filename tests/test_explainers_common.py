@@ -184,12 +184,19 @@ def test_prediction_is_the_models(method: str, explained: list[Explanation], mod
         assert e.target == int(np.argmax(p))
 
 
-def test_single_pass_methods_run_the_model_once_per_batch(
-    method: str, model: ModelAdapter
-) -> None:
+@pytest.fixture
+def single_pass(method: str, model: ModelAdapter) -> Explainer:
+    """The method's explainer, if it takes the prediction from its own forward pass."""
     explainer = build(method, model)
     if not explainer.predicts_while_scoring:
         pytest.skip(f"{method} predicts in a pass of its own")
+    return explainer
+
+
+def test_single_pass_methods_run_the_model_once_per_batch(
+    single_pass: Explainer, model: ModelAdapter
+) -> None:
+    explainer = single_pass
     calls = []
     handle = model.model.register_forward_pre_hook(lambda *_: calls.append(1))
     try:
@@ -201,12 +208,10 @@ def test_single_pass_methods_run_the_model_once_per_batch(
 
 
 def test_single_pass_scores_equal_scores_for_given_targets(
-    method: str, model: ModelAdapter
+    single_pass: Explainer, model: ModelAdapter
 ) -> None:
     """The shared pass scores the chosen target exactly as scoring that target directly."""
-    explainer = build(method, model)
-    if not explainer.predicts_while_scoring:
-        pytest.skip(f"{method} predicts in a pass of its own")
+    explainer = single_pass
     encoding = model.encode(TEXTS[:3])
     for target in (None, 0, 2):
         explained = explainer.explain(TEXTS[:3], target=target)

@@ -1,7 +1,9 @@
 """The shared explain() loop: batching, target resolution and result building live here once.
 
 A method subclasses :class:`Explainer`, declares its parameters and their constraints,
-and writes only its scoring step, ``_score(batch, targets) -> list[Scores]``.
+and writes only its scoring step, ``_score(batch, targets) -> list[Scores]``. A method
+that runs the model on the unchanged texts anyway sets ``predicts_while_scoring`` and
+writes ``_score_predicting(batch, choose)`` instead, so the prediction shares its pass.
 """
 
 from __future__ import annotations
