@@ -7,6 +7,7 @@ bag-of-embeddings classifier every gradient method has a closed form.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from textlens.errors import InvalidParameterError
+from textlens.errors import InvalidParameterError, UninformativeScoresWarning
 from textlens.explainers import make_explainer
 from textlens.explainers.gradient import RULES, _AdaptiveText, quadrature
 from textlens.model import ModelAdapter
@@ -500,3 +501,74 @@ def test_path_rows_of_different_lengths_are_not_padded_together(tiny_adapter, mo
     assert widths and all(width == shortest for width, shortest in widths), widths
     for a, b in zip(alone, together, strict=True):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- LayerNorm
+def test_gradient_x_input_is_minus_the_gradient_on_position_and_segment_embeddings(
+    planted_adapter: ModelAdapter,
+) -> None:
+    """BERT's embedding LayerNorm is scale-invariant, so grad . word = -grad . (pos + seg).
+
+    Computed here independently with the Hugging Face model's own modules: the word's
+    embedding enters grad_x_input only through the gradient.
+    """
+    texts = TEXTS[:3]
+    explanations = make_explainer("grad_x_input", planted_adapter).explain(texts)
+    hf = planted_adapter.model
+    embeddings = hf.bert.embeddings
+    for text, explanation in zip(texts, explanations, strict=True):
+        batch = planted_adapter.tokenizer([text], return_tensors="pt")
+        ids = batch["input_ids"]
+        types = batch.get("token_type_ids", torch.zeros_like(ids))
+        words = embeddings.word_embeddings(ids).detach().requires_grad_(True)
+        logit = hf(inputs_embeds=words, token_type_ids=types).logits[0, explanation.target]
+        (grad,) = torch.autograd.grad(logit, words)
+        positions = embeddings.position_embeddings(torch.arange(ids.shape[1]))[None]
+        others = (positions + embeddings.token_type_embeddings(types)).detach()
+        expected = -(grad * others).sum(-1)[0].numpy()
+        scores = np.asarray(explanation.scores)
+        np.testing.assert_allclose(scores, expected, atol=1e-5 * np.abs(scores).max())
+        # ...while the word embedding is far from orthogonal to the gradient's scale
+        assert 1e-3 < explanation.quality["input_alignment"] < 1
+
+
+def _deberta_v3() -> ModelAdapter:
+    """A tiny DeBERTa-v3: relative attention only, no absolute positions, no segments."""
+    import transformers
+    from test_tokenizers import SMALL, unigram_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = unigram_tokenizer()
+    config = transformers.DebertaV2Config(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=64,
+        relative_attention=True,
+        pos_att_type=["p2c", "c2p"],
+        position_buckets=8,
+        position_biased_input=False,
+        type_vocab_size=0,
+        pad_token_id=tokenizer.pad_token_id,
+        **SMALL,
+    )
+    model = transformers.DebertaV2ForSequenceClassification(config).eval()
+    return ModelAdapter(model, tokenizer, model_id="tiny-deberta-v3")
+
+
+def test_gradient_x_input_says_when_its_scores_are_round_off() -> None:
+    """DeBERTa-v3's LayerNorm (epsilon 1e-7) sees the word embedding alone: g . x ~ 0."""
+    adapter = _deberta_v3()
+    with pytest.warns(UninformativeScoresWarning, match="numerically zero on tiny-deberta-v3"):
+        explanations = make_explainer("grad_x_input", adapter).explain(TEXTS[:2])
+    for explanation in explanations:
+        assert explanation.quality["uninformative"] is True
+        assert explanation.quality["input_alignment"] < 1e-3
+        assert "numerically zero" in explanation.to_html()
+
+
+def test_gradient_x_input_on_bert_is_not_flagged(tiny_adapter: ModelAdapter) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UninformativeScoresWarning)
+        explanations = make_explainer("grad_x_input", tiny_adapter).explain(TEXTS[:3])
+    for explanation in explanations:
+        assert "uninformative" not in explanation.quality
+        assert explanation.quality["input_alignment"] > 1e-3

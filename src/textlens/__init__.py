@@ -19,6 +19,7 @@ from .errors import (
     ModelLoadError,
     TextlensError,
     TruncationWarning,
+    UninformativeScoresWarning,
     UnknownMethodError,
 )
 from .explanation import Explanation, Span
@@ -37,6 +38,7 @@ __all__ = [
     "Span",
     "TextlensError",
     "TruncationWarning",
+    "UninformativeScoresWarning",
     "UnknownMethodError",
     "__version__",
     "explain",

@@ -26,6 +26,7 @@ __all__ = [
     "ModelLoadError",
     "TextlensError",
     "TruncationWarning",
+    "UninformativeScoresWarning",
     "UnknownMethodError",
 ]
 
@@ -71,3 +72,7 @@ class ExplanationError(TextlensError, RuntimeError):
 
 class TruncationWarning(UserWarning):
     """A text was longer than the model accepts and was cut."""
+
+
+class UninformativeScoresWarning(UserWarning):
+    """A method's scores carry no information on this model (they are numerically zero)."""
