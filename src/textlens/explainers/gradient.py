@@ -160,9 +160,9 @@ class GradientXInput(_GradientExplainer):
             results.append(Scores(scores[i, :n], quality))
         if any(r.quality.get("uninformative") for r in results):
             warnings.warn(
-                f"grad_x_input scores are numerically zero on {self.model.model_id}: its "
-                "embedding LayerNorm sees each word embedding alone, and a LayerNorm's "
-                "gradient is orthogonal to its input (up to its epsilon). Use "
+                f"grad_x_input scores are numerically zero on {self.model.model_id}: the "
+                "gradient is orthogonal to the word embeddings, as where an embedding "
+                "LayerNorm sees each word embedding alone (DeBERTa-v3). Use "
                 "integrated_gradients (pad or mask baseline), saliency or a perturbation "
                 "method on this model.",
                 UninformativeScoresWarning,
