@@ -255,6 +255,14 @@ def family(name: str) -> tuple[Any, PreTrainedTokenizerFast]:
             **SMALL,
         )
         return t.DebertaV2ForSequenceClassification(cfg), tok
+    if name == "deberta-v3":  # DeBERTa-v3's settings: no absolute positions, no segments
+        tok = unigram_tokenizer()
+        cfg = t.DebertaV2Config(
+            vocab_size=len(tok), max_position_embeddings=64, relative_attention=True,
+            pos_att_type=["p2c", "c2p"], position_buckets=8, pad_token_id=tok.pad_token_id,
+            position_biased_input=False, type_vocab_size=0, **SMALL,
+        )
+        return t.DebertaV2ForSequenceClassification(cfg), tok
     if name == "albert":  # factorised embeddings, shared layers, SentencePiece
         tok = unigram_tokenizer()
         cfg = t.AlbertConfig(
