@@ -199,11 +199,9 @@ class CaptumIG:
         while start < len(order):
             assert self.budget is not None
             width = lengths[order[start]]
-            rows_max = max(1, self.budget // width)
-            group = order[start : start + max(1, rows_max // n_steps)]
+            size, internal = captum_chunking(self.budget, width, n_steps)
+            group = order[start : start + size]
             start += len(group)
-            n_chunks = math.ceil(len(group) * n_steps / rows_max)
-            internal = math.ceil(n_steps / n_chunks) * len(group)
             for i, out in zip(
                 group,
                 self._explain_group([texts[i] for i in group], n_steps, internal),
@@ -248,6 +246,18 @@ class CaptumIG:
             }
             for i in range(len(texts))
         ]
+
+
+def captum_chunking(budget: int, width: int, n_steps: int) -> tuple[int, int]:
+    """Texts per ``attribute`` call and its ``internal_batch_size`` under a token budget.
+
+    As many texts of ``width`` tokens as fit all their steps in ``budget`` tokens (at
+    least one), their steps split into chunks of equal size.
+    """
+    rows_max = max(1, budget // width)
+    group = max(1, rows_max // n_steps)
+    n_chunks = math.ceil(group * n_steps / rows_max)
+    return group, math.ceil(n_steps / n_chunks) * group
 
 
 def floor_inputs(adapter: ModelAdapter, texts: Sequence[str], budget: int) -> tuple[Any, Any]:
@@ -572,7 +582,9 @@ def _peak_rss() -> int | None:
     return None
 
 
-def measure_memory(args: argparse.Namespace, which: str, texts: list[str]) -> dict[str, Any]:
+def measure_memory(
+    args: argparse.Namespace, which: str, texts: list[str], max_batch_tokens: int | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "texts.json"
         path.write_text(json.dumps(texts))
@@ -584,7 +596,7 @@ def measure_memory(args: argparse.Namespace, which: str, texts: list[str]) -> di
             "--threads",
             str(args.threads),
             "--max-batch-tokens",
-            str(args.max_batch_tokens),
+            str(max_batch_tokens or args.max_batch_tokens),
             "--memory-probe",
             which,
             "--probe-texts",
@@ -597,6 +609,49 @@ def measure_memory(args: argparse.Namespace, which: str, texts: list[str]) -> di
     result["peak_rss_mb"] = result["peak_rss_bytes"] / 2**20
     result["rss_before_mb"] = result["rss_before_bytes"] / 2**20
     return result
+
+
+def memory_report(
+    args: argparse.Namespace,
+    adapter: ModelAdapter,
+    tweets: Sequence[str],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Peak RSS of ours and Captum's IG on 200-token texts and of ours on a 512-token text."""
+    short, long = (60, 128) if args.quick else (200, LONG_TEXT_TOKENS)
+    short_texts = build_texts(adapter, tweets, short, 2 if args.quick else 4)
+    long_text = build_texts(adapter, tweets[::-1], long - 4, 1, tolerance=4)
+    memory: dict[str, Any] = {
+        "tokens_short": short,
+        "tokens_long": long,
+        "captum_200": measure_memory(args, "captum", short_texts),
+        "captum_default_200": measure_memory(args, "captum-default", short_texts),
+        "ours_200": measure_memory(args, "ours", short_texts),
+        "ours_512": measure_memory(args, "ours", long_text),
+    }
+    # Captum's same-budget run fills fewer tokens per pass than the budget allows (its
+    # steps are split into equal chunks): ours on the long text with that many tokens
+    # per pass compares the two at equal work per pass.
+    width = max(token_count(adapter, t) for t in short_texts)
+    _, internal = captum_chunking(args.max_batch_tokens, width, FIXED_STEPS)
+    memory["captum_tokens_per_pass"] = internal * width
+    memory["ours_512_captum_tokens"] = measure_memory(
+        args, "ours", long_text, max_batch_tokens=internal * width
+    )
+    memory["ratio_ours_long_over_captum_short"] = (
+        memory["ours_512"]["peak_rss_mb"] / memory["captum_200"]["peak_rss_mb"]
+    )
+    memory["ratio_ours_long_over_captum_default_short"] = (
+        memory["ours_512"]["peak_rss_mb"] / memory["captum_default_200"]["peak_rss_mb"]
+    )
+    memory["ratio_ours_long_captum_tokens_over_captum_short"] = (
+        memory["ours_512_captum_tokens"]["peak_rss_mb"] / memory["captum_200"]["peak_rss_mb"]
+    )
+    log(
+        "  memory (MB): "
+        + ", ".join(f"{k} {v['peak_rss_mb']:.0f}" for k, v in memory.items() if isinstance(v, dict))
+    )
+    return memory
 
 
 # --------------------------------------------------------------------------- reporting
@@ -733,17 +788,29 @@ def markdown(report: dict[str, Any]) -> str:
             ("captum_200", f"Captum IG, same token budget, {mem['tokens_short']}-token texts"),
             ("ours_200", f"ours IG, {mem['tokens_short']}-token texts"),
             ("ours_512", f"ours IG, one {mem['tokens_long']}-token text"),
+            (
+                "ours_512_captum_tokens",
+                f"ours IG, one {mem['tokens_long']}-token text, "
+                f"{mem.get('captum_tokens_per_pass')} tokens per pass (Captum's same-budget run's)",
+            ),
         ):
+            if key not in mem:
+                continue
             r = mem[key]
             lines.append(f"| {label} | {r['peak_rss_mb']:.0f} | {r['rss_before_mb']:.0f} |")
+        long, short = mem["tokens_long"], mem["tokens_short"]
         for key, label in (
-            ("ratio_ours_long_over_captum_default_short", "Captum defaults"),
-            ("ratio_ours_long_over_captum_short", "Captum same budget"),
+            ("ratio_ours_long_over_captum_default_short", f"ours {long} / Captum defaults {short}"),
+            ("ratio_ours_long_over_captum_short", f"ours {long} / Captum same budget {short}"),
+            (
+                "ratio_ours_long_captum_tokens_over_captum_short",
+                f"ours {long} at Captum's tokens per pass / Captum same budget {short}",
+            ),
         ):
-            lines.append(
-                f"| **ours {mem['tokens_long']} / {label} {mem['tokens_short']}** (goal ≤ 1.0) | "
-                f"**{mem[key]:.2f}** | |"
-            )
+            if key in mem:
+                lines.append(f"| **{label}** (goal ≤ 1.0) | **{mem[key]:.2f}** | |")
+        if report.get("memory_command"):
+            lines += ["", f"Memory rows measured separately: `{report['memory_command']}`."]
     return "\n".join(lines) + "\n"
 
 
@@ -812,6 +879,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
     parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="run only the memory probes and merge them into the gradients.json already "
+        "in --output (its timing results are kept and the Markdown table is rewritten)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=RESULTS_DIR,
@@ -836,7 +909,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f}s] {message}", flush=True)
 
+    if args.memory_only and args.no_memory:
+        raise SystemExit("--memory-only and --no-memory contradict each other: pick one.")
     adapter, tweets, model_name = load_bench_model(args.model)
+    if args.memory_only:
+        existing = args.output / "gradients.json"
+        if not existing.is_file():
+            raise SystemExit(
+                f"--memory-only merges into {existing}, which does not exist: run the "
+                "benchmark without --memory-only first (or pass --output)."
+            )
+        report = json.loads(existing.read_text())
+        if report.get("model") != model_name:
+            raise SystemExit(
+                f"{existing} holds results for {report.get('model')!r}, not {model_name!r}: "
+                "pass the same --model, or another --output."
+            )
+        report["memory"] = memory_report(args, adapter, tweets, log)
+        command = ["python", "benchmarks/bench_gradients.py", *(argv or sys.argv[1:])]
+        report["memory_command"] = " ".join(command)
+        save(args.output, report)
+        (args.output / "gradients.md").write_text(markdown(report))
+        print(markdown(report))
+        return
     bench = Bench(adapter, model_name, tweets, args.max_batch_tokens, args.threads)
     lengths = QUICK_LENGTHS if args.quick else LENGTHS
     report: dict[str, Any] = {
@@ -861,30 +956,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         " (quick smoke run)." if args.quick else "."
     )
     if not args.no_memory:
-        short, long = (60, 128) if args.quick else (200, LONG_TEXT_TOKENS)
-        short_texts = build_texts(adapter, tweets, short, 2 if args.quick else 4)
-        long_text = build_texts(adapter, tweets[::-1], long - 4, 1, tolerance=4)
-        memory = {
-            "tokens_short": short,
-            "tokens_long": long,
-            "captum_200": measure_memory(args, "captum", short_texts),
-            "captum_default_200": measure_memory(args, "captum-default", short_texts),
-            "ours_200": measure_memory(args, "ours", short_texts),
-            "ours_512": measure_memory(args, "ours", long_text),
-        }
-        memory["ratio_ours_long_over_captum_short"] = (
-            memory["ours_512"]["peak_rss_mb"] / memory["captum_200"]["peak_rss_mb"]
-        )
-        memory["ratio_ours_long_over_captum_default_short"] = (
-            memory["ours_512"]["peak_rss_mb"] / memory["captum_default_200"]["peak_rss_mb"]
-        )
-        report["memory"] = memory
-        log(
-            "  memory (MB): "
-            + ", ".join(
-                f"{k} {v['peak_rss_mb']:.0f}" for k, v in memory.items() if isinstance(v, dict)
-            )
-        )
+        report["memory"] = memory_report(args, adapter, tweets, log)
     report["seconds_total"] = time.perf_counter() - started
     save(args.output, report)
     table = markdown(report)
