@@ -911,14 +911,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.memory_only and args.no_memory:
         raise SystemExit("--memory-only and --no-memory contradict each other: pick one.")
+    existing = args.output / "gradients.json"
+    if args.memory_only and not existing.is_file():
+        raise SystemExit(
+            f"--memory-only merges into {existing}, which does not exist: run the "
+            "benchmark without --memory-only first (or pass --output)."
+        )
     adapter, tweets, model_name = load_bench_model(args.model)
     if args.memory_only:
-        existing = args.output / "gradients.json"
-        if not existing.is_file():
-            raise SystemExit(
-                f"--memory-only merges into {existing}, which does not exist: run the "
-                "benchmark without --memory-only first (or pass --output)."
-            )
         report = json.loads(existing.read_text())
         if report.get("model") != model_name:
             raise SystemExit(
