@@ -503,6 +503,35 @@ def test_path_rows_of_different_lengths_are_not_padded_together(tiny_adapter, mo
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["integrated_gradients", "grad_x_input", "saliency"])
+def test_gradient_passes_on_a_cpu_stay_under_the_cpu_pass_size(
+    tiny_adapter, monkeypatch, method
+) -> None:
+    """On a CPU a forward+backward pass holds at most CPU_PASS_TOKENS tokens (with IG's
+    attention term) even under a larger budget, and exactly the budget's rows under a
+    smaller one; the scores do not depend on how the rows were split."""
+    from textlens.explainers.gradient import CPU_PASS_TOKENS, _row_cost
+
+    texts = [" ".join(["good movie"] * k) for k in range(1, 31)] * 3  # ~3,500 tokens
+    passes: list[int] = []
+    original = tiny_adapter.logits
+
+    def spy(batch, **kwargs):
+        if torch.is_grad_enabled() and "inputs_embeds" in kwargs:
+            rows, width = kwargs["inputs_embeds"].shape[:2]
+            passes.append(rows * (_row_cost(width) if method == "integrated_gradients" else width))
+        return original(batch, **kwargs)
+
+    params = {"n_steps": 50} if method == "integrated_gradients" else {}
+    small = make_explainer(method, tiny_adapter, max_batch_tokens=1000, **params).explain(texts)
+    monkeypatch.setattr(tiny_adapter, "logits", spy)
+    large = make_explainer(method, tiny_adapter, max_batch_tokens=100_000, **params).explain(texts)
+    assert passes and max(passes) <= CPU_PASS_TOKENS, max(passes)
+    assert max(passes) > CPU_PASS_TOKENS // 2  # the passes are filled, not tiny
+    for a, b in zip(small, large, strict=True):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-6)
+
+
 # ---------------------------------------------------------------------- LayerNorm
 def test_gradient_x_input_is_minus_the_gradient_on_position_and_segment_embeddings(
     planted_adapter: ModelAdapter,

@@ -63,6 +63,10 @@ class Explainer:
         self.model = model
         self.max_batch_tokens = max_batch_tokens
 
+    def _pass_tokens(self) -> int:
+        """Most tokens per model call of this method: the budget, or less where faster."""
+        return self.max_batch_tokens
+
     # ------------------------------------------------------------------ parameters
     @classmethod
     def _all_constraints(cls) -> dict[str, list[Constraint]]:
@@ -139,7 +143,7 @@ class Explainer:
             picked = [self.model.resolve_target(target, p) for p in predicted]
             return torch.tensor(picked, dtype=torch.long, device=logits.device)
 
-        for indices, batch in self.model.iter_batches(encoding, self.max_batch_tokens):
+        for indices, batch in self.model.iter_batches(encoding, self._pass_tokens()):
             scores, logits = self._score_predicting(batch, choose)
             probabilities[indices] = probabilities_of(logits.detach().float().cpu().numpy())
             for i, s, t in zip(indices, scores, choose(logits).tolist(), strict=True):
