@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from textlens.explainers import gradient
 from textlens.explainers.attention import AttentionRollout
 from textlens.explainers.gradient import GradientXInput, IntegratedGradients, quadrature
 from textlens.model import DEFAULT_MAX_BATCH_TOKENS, ModelAdapter, pack_batches
@@ -271,10 +272,14 @@ def floor_inputs(adapter: ModelAdapter, texts: Sequence[str], budget: int) -> tu
 def floor_pass(
     adapter: ModelAdapter, encoding: Any, targets: torch.Tensor, n_steps: int, budget: int
 ) -> None:
-    """``n_steps`` bare forward+backward passes per text, batched like ours."""
+    """``n_steps`` bare forward+backward passes per text, batched like ours (same row
+    costs, same pass size: ``CPU_PASS_TOKENS`` on a CPU when the budget is larger)."""
     alphas, _ = quadrature("gauss_legendre", n_steps)
     rows = [(i, a) for i in range(len(encoding)) for a in alphas]
-    for chunk in pack_batches([encoding.lengths[i] for i, _ in rows], budget):
+    if torch.device(adapter.device).type == "cpu":
+        budget = min(budget, gradient.CPU_PASS_TOKENS)
+    costs = [gradient._row_cost(encoding.lengths[i]) for i, _ in rows]
+    for chunk in pack_batches(costs, budget, pad_slack=gradient._PAD_SLACK):
         index = [rows[r][0] for r in chunk]
         sub = encoding.select(index)
         alpha = torch.tensor([rows[r][1] for r in chunk]).view(-1, 1, 1)
@@ -385,6 +390,17 @@ def bench_length(bench: Bench, texts: list[str], log: Callable[[str], None]) -> 
             "runs_seconds_per_text": [c / n for c, _ in runs[side]],
         }
 
+    # Captum given ours' CPU pass size as its token budget: what a Captum user who tuned
+    # internal_batch_size for this CPU would get (ours picks that pass size by itself).
+    cpu_pass = min(budget or gradient.CPU_PASS_TOKENS, gradient.CPU_PASS_TOKENS)
+    captum_small = CaptumIG(adapter, cpu_pass)
+    small_runs = [timed(lambda: captum_small.explain(texts, FIXED_STEPS))[0] for _ in range(2)]
+    out["ig_captum_cpu_pass"] = {
+        "max_batch_tokens": cpu_pass,
+        "seconds_per_text": float(np.mean(small_runs)) / n,
+        "runs_seconds_per_text": [c / n for c in small_runs],
+    }
+
     explanations, cap_results = last["ours"], last["captum"]
     ours_rel = [e.quality["relative_delta"] for e in explanations]
     ours_scores = [np.asarray(e.scores) for e in explanations]
@@ -406,6 +422,9 @@ def bench_length(bench: Bench, texts: list[str], log: Callable[[str], None]) -> 
     }
     out["ig_ratio_ours_over_captum"] = (
         out["ig_ours"]["seconds_per_text"] / cap50["seconds_per_text"]
+    )
+    out["ig_ratio_ours_over_captum_cpu_pass"] = (
+        out["ig_ours"]["seconds_per_text"] / out["ig_captum_cpu_pass"]["seconds_per_text"]
     )
 
     encoding, targets = floor_inputs(adapter, texts, budget)
@@ -716,6 +735,16 @@ def markdown(report: dict[str, Any]) -> str:
         "**ratio ours / Captum** (goal ≤ 1.0)",
         lambda r: f"**{r['ig_ratio_ours_over_captum']:.2f}**",
     )
+    if all("ig_captum_cpu_pass" in r for r in report["lengths"]):
+        cpu_pass = report["lengths"][0]["ig_captum_cpu_pass"]["max_batch_tokens"]
+        row(
+            f"IG Captum, {FIXED_STEPS} GL steps, budget {cpu_pass} (ours' CPU pass size), s/text",
+            lambda r: f"{r['ig_captum_cpu_pass']['seconds_per_text']:.3f}",
+        )
+        row(
+            f"ratio ours / Captum at budget {cpu_pass}",
+            lambda r: f"{r['ig_ratio_ours_over_captum_cpu_pass']:.2f}",
+        )
     row(
         f"floor: {FIXED_STEPS} batched fwd+bwd, s/text",
         lambda r: f"{r['floor']['seconds_per_text']:.3f}",
@@ -811,6 +840,8 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| **{label}** (goal ≤ 1.0) | **{mem[key]:.2f}** | |")
         if report.get("memory_command"):
             lines += ["", f"Memory rows measured separately: `{report['memory_command']}`."]
+    if report.get("command"):
+        lines += ["", f"Command: `{report['command']}`."]
     return "\n".join(lines) + "\n"
 
 
@@ -940,6 +971,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "max_batch_tokens": args.max_batch_tokens,
         "clock": args.clock,
         "quick": args.quick,
+        "command": " ".join(["python", "benchmarks/bench_gradients.py", *(argv or sys.argv[1:])]),
         "lengths": [],
     }
     counts = []
