@@ -819,8 +819,8 @@ def markdown(report: dict[str, Any]) -> str:
             ("ours_512", f"ours IG, one {mem['tokens_long']}-token text"),
             (
                 "ours_512_captum_tokens",
-                f"ours IG, one {mem['tokens_long']}-token text, "
-                f"{mem.get('captum_tokens_per_pass')} tokens per pass (Captum's same-budget run's)",
+                f"ours IG, one {mem['tokens_long']}-token text, budget "
+                f"{mem.get('captum_tokens_per_pass')} (Captum's same-budget tokens per pass)",
             ),
         ):
             if key not in mem:
@@ -833,7 +833,7 @@ def markdown(report: dict[str, Any]) -> str:
             ("ratio_ours_long_over_captum_short", f"ours {long} / Captum same budget {short}"),
             (
                 "ratio_ours_long_captum_tokens_over_captum_short",
-                f"ours {long} at Captum's tokens per pass / Captum same budget {short}",
+                f"ours {long} at budget = Captum's tokens per pass / Captum same budget {short}",
             ),
         ):
             if key in mem:
@@ -940,6 +940,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f}s] {message}", flush=True)
 
+    command = " ".join(["python", "benchmarks/bench_gradients.py", *(argv or sys.argv[1:])])
     if args.memory_only and args.no_memory:
         raise SystemExit("--memory-only and --no-memory contradict each other: pick one.")
     existing = args.output / "gradients.json"
@@ -957,8 +958,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "pass the same --model, or another --output."
             )
         report["memory"] = memory_report(args, adapter, tweets, log)
-        command = ["python", "benchmarks/bench_gradients.py", *(argv or sys.argv[1:])]
-        report["memory_command"] = " ".join(command)
+        report["memory_command"] = command
         save(args.output, report)
         (args.output / "gradients.md").write_text(markdown(report))
         print(markdown(report))
@@ -971,7 +971,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "max_batch_tokens": args.max_batch_tokens,
         "clock": args.clock,
         "quick": args.quick,
-        "command": " ".join(["python", "benchmarks/bench_gradients.py", *(argv or sys.argv[1:])]),
+        "command": command,
         "lengths": [],
     }
     counts = []
