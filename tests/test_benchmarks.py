@@ -51,3 +51,40 @@ def test_memory_only_needs_earlier_results(bench_gradients, tmp_path) -> None:
 def test_memory_only_and_no_memory_contradict(bench_gradients, tmp_path) -> None:
     with pytest.raises(SystemExit, match="contradict"):
         bench_gradients.main(["--memory-only", "--no-memory", "--output", str(tmp_path)])
+
+
+@pytest.fixture(scope="module")
+def bench_perturbation():
+    return _load("bench_perturbation")
+
+
+def test_library_classifier_counts_rows_and_forward_passes(bench_perturbation, tiny_adapter):
+    f = bench_perturbation.Classifier(tiny_adapter, chunk=4)
+    probabilities = f(["the movie was good"] * 10)
+    assert probabilities.shape == (10, tiny_adapter.num_labels)
+    assert f.rows == 10 and f.calls == 3  # 4 + 4 + 2 strings per pass
+
+
+def test_model_calls_are_summarised_only_when_every_run_recorded_them(bench_perturbation):
+    run = {"cpu_s": 1.0, "wall_s": 1.0, "peak_extra_rss_mib": 0.0, "evals": 100, "error": 0.1}
+    both = bench_perturbation._summarise([{**run, "model_calls": 19}, {**run, "model_calls": 21}])
+    assert both["model_calls"] == 20
+    assert "model_calls" not in bench_perturbation._summarise([run, {**run, "model_calls": 3}])
+
+
+def test_speed_ups_use_the_chosen_clock(bench_perturbation):
+    def point(cpu, wall, error):
+        return {"cpu_s": cpu, "wall_s": wall, "error": error}
+
+    group = {
+        "curves": {
+            "lib": {"100": point(2.0, 8.0, 0.2)},
+            "ours": {"1n": point(0.1, 1.0, 0.5), "2n": point(0.4, 2.0, 0.15)},
+        }
+    }
+    by_cpu = bench_perturbation.ratios(group, "ours", "lib")["100"]
+    assert by_cpu["ours_cpu_s_at_equal_error"] == 0.4 and by_cpu["speedup"] == 5.0
+    by_wall = bench_perturbation.ratios(group, "ours", "lib", "wall_s")["100"]
+    assert by_wall["library_wall_s"] == 8.0 and by_wall["speedup"] == 4.0
+    group["curves"]["ours"].pop("2n")  # nothing of ours reaches the library's error
+    assert bench_perturbation.ratios(group, "ours", "lib")["100"]["speedup"] is None

@@ -355,10 +355,12 @@ def test_engine_dedups_caches_and_packs(tiny_adapter):
     # identical texts share evaluations; repeated rows are evaluated once
     assert engine.model_evaluations == 3 + 3
     assert all(r * w <= 24 for r, w in sizes)
+    assert engine.model_calls == len(sizes)  # one per forward pass
     np.testing.assert_array_equal(first[0], first[1])
     assert first[0][0] == first[0][2]
     again = engine.evaluate([(games[0], rows)])
     assert engine.model_evaluations == 6  # served from the cache
+    assert engine.model_calls == len(sizes)
     np.testing.assert_array_equal(again[0], first[0])
 
 

@@ -176,6 +176,7 @@ class Engine:
         self._cache: OrderedDict[bytes, dict[bytes, np.ndarray]] = OrderedDict()
         self._cached = 0
         self.model_evaluations = 0  # inputs actually sent through the model, all calls
+        self.model_calls = 0  # forward passes (batches) that carried them
         if masking == "mask":
             self._fill: int | None = model.mask_token_id
         elif masking == "pad":
@@ -269,6 +270,7 @@ class Engine:
                 done += len(indices)
                 self._cached += len(indices)
                 self.model_evaluations += len(indices)
+                self.model_calls += 1
                 if self.progress is not None:
                     self.progress(done, total)
 
