@@ -96,7 +96,8 @@ class Clock:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman correlation of two sigma vectors (ties get average ranks); 1.0 if both are constant."""
+    """Spearman correlation of two sigma vectors (ties get average ranks); 1.0 if both are
+    constant."""
     if np.ptp(a) == 0 and np.ptp(b) == 0:
         return 1.0
     value = spearmanr(a, b).correlation
@@ -358,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             "model": str(info.path),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "machine": f"{platform.processor() or platform.machine()}, {_cpu_count()} CPUs (shared)",
+            "machine": (
+                f"{platform.processor() or platform.machine()}, {_cpu_count()} CPUs (shared)"
+            ),
             "python": platform.python_version(),
         },
         "states": states,

@@ -35,7 +35,16 @@ def test_methods_lists_every_registered_method(capsys) -> None:
 
 
 def test_explain_text_output(capsys, model_dir: Path) -> None:
-    code, out, _ = run(capsys, "explain", str(model_dir), "the movie was wonderful", "-m", "integrated_gradients", "-m", "saliency")
+    code, out, _ = run(
+        capsys,
+        "explain",
+        str(model_dir),
+        "the movie was wonderful",
+        "-m",
+        "integrated_gradients",
+        "-m",
+        "saliency",
+    )
     assert code == 0
     assert "prediction: positive" in out
     assert "integrated_gradients -> positive" in out and "saliency -> positive" in out
@@ -43,7 +52,19 @@ def test_explain_text_output(capsys, model_dir: Path) -> None:
 
 
 def test_explain_json_contract(capsys, model_dir: Path) -> None:
-    code, out, _ = run(capsys, "explain", str(model_dir), "an awful film", "the road", "--format", "json", "--steps", "8", "--target", "negative")
+    code, out, _ = run(
+        capsys,
+        "explain",
+        str(model_dir),
+        "an awful film",
+        "the road",
+        "--format",
+        "json",
+        "--steps",
+        "8",
+        "--target",
+        "negative",
+    )
     assert code == 0
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["text"] for r in records] == ["an awful film", "the road"]
@@ -59,7 +80,18 @@ def test_explain_json_contract(capsys, model_dir: Path) -> None:
 
 def test_explain_token_level_and_html(capsys, model_dir: Path, tmp_path: Path) -> None:
     html = tmp_path / "r.html"
-    code, out, err = run(capsys, "explain", str(model_dir), "unbelievably <script>alert(1)</script>", "--level", "token", "--html", str(html), "-m", "grad_x_input")
+    code, out, err = run(
+        capsys,
+        "explain",
+        str(model_dir),
+        "unbelievably <script>alert(1)</script>",
+        "--level",
+        "token",
+        "--html",
+        str(html),
+        "-m",
+        "grad_x_input",
+    )
     assert code == 0
     assert "[CLS]" in out
     page = html.read_text()
@@ -67,7 +99,9 @@ def test_explain_token_level_and_html(capsys, model_dir: Path, tmp_path: Path) -
     assert str(html) in err
 
 
-def test_batch_file_keeps_order_and_reports_bad_lines(capsys, model_dir: Path, tmp_path: Path) -> None:
+def test_batch_file_keeps_order_and_reports_bad_lines(
+    capsys, model_dir: Path, tmp_path: Path
+) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text(
         '{"text": "a wonderful day", "id": 7}\nnot json\n{"text": ""}\n{"text": 5}\n'
@@ -75,12 +109,27 @@ def test_batch_file_keeps_order_and_reports_bad_lines(capsys, model_dir: Path, t
         encoding="utf-8",
     )
     target = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "explain", str(model_dir), "--input", str(source), "--output", str(target), "-m", "grad_x_input", "--no-progress")
+    code, _, err = run(
+        capsys,
+        "explain",
+        str(model_dir),
+        "--input",
+        str(source),
+        "--output",
+        str(target),
+        "-m",
+        "grad_x_input",
+        "--no-progress",
+    )
     assert code == 2
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert len(rows) == 5
     assert rows[0]["text"] == "a wonderful day" and rows[0]["id"] == 7 and rows[0]["line"] == 1
-    assert "not valid JSON" in rows[1]["error"] and "empty" in rows[2]["error"] and "not a string" in rows[3]["error"]
+    assert (
+        "not valid JSON" in rows[1]["error"]
+        and "empty" in rows[2]["error"]
+        and "not a string" in rows[3]["error"]
+    )
     assert rows[4]["label"] == "negative" and rows[4]["explanations"][0]["method"] == "grad_x_input"
     assert "3 of 5 lines could not be explained" in err
 
@@ -89,11 +138,24 @@ def test_batch_file_keeps_order_and_reports_bad_lines(capsys, model_dir: Path, t
 def test_batch_csv_and_plain_lines(capsys, model_dir: Path, tmp_path: Path, fmt: str) -> None:
     source = tmp_path / f"in.{fmt}"
     if fmt == "csv":
-        source.write_text('text,label\n"the film, wonderful",positive\nawful day,negative\n', encoding="utf-8")
+        source.write_text(
+            'text,label\n"the film, wonderful",positive\nawful day,negative\n', encoding="utf-8"
+        )
     else:
         source.write_text("the film wonderful\n\nawful day\n", encoding="utf-8")
     target = tmp_path / "out.jsonl"
-    code, _, _ = run(capsys, "explain", str(model_dir), "--input", str(source), "--output", str(target), "-m", "saliency", "--no-progress")
+    code, _, _ = run(
+        capsys,
+        "explain",
+        str(model_dir),
+        "--input",
+        str(source),
+        "--output",
+        str(target),
+        "-m",
+        "saliency",
+        "--no-progress",
+    )
     assert code == 0
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert [r["prediction"]["label"] for r in rows] == ["positive", "negative"]
@@ -106,13 +168,21 @@ def test_batch_csv_and_plain_lines(capsys, model_dir: Path, tmp_path: Path, fmt:
         (["explain", "MODEL", "   "], "empty"),
         (["explain", "MODEL", "hi", "-m", "nope"], "Unknown method 'nope'"),
         (["explain", "MODEL", "hi", "--target", "bogus"], "0='negative', 1='positive'"),
-        (["explain", "MODEL", "hi", "--steps", "0"], "The 'n_steps' parameter of IntegratedGradients must be an int >= 1. Got 0."),
+        (
+            ["explain", "MODEL", "hi", "--steps", "0"],
+            "The 'n_steps' parameter of IntegratedGradients must be an int >= 1. Got 0.",
+        ),
         (["explain", "MODEL", "hi", "-m", "saliency", "--steps", "4"], "--steps applies to none"),
-        (["explain", "MODEL", "--input", "/no/file.jsonl", "--output", "/tmp/x.jsonl"], "does not exist"),
+        (
+            ["explain", "MODEL", "--input", "/no/file.jsonl", "--output", "/tmp/x.jsonl"],
+            "does not exist",
+        ),
         (["explain", "MODEL", "--input", "x.jsonl"], "--input needs --output"),
     ],
 )
-def test_errors_are_one_line_with_exit_code_2(capsys, model_dir: Path, argv: list[str], message: str) -> None:
+def test_errors_are_one_line_with_exit_code_2(
+    capsys, model_dir: Path, argv: list[str], message: str
+) -> None:
     argv = [str(model_dir) if a == "MODEL" else a for a in argv]
     code, _, err = run(capsys, *argv)
     assert code == 2
@@ -123,10 +193,17 @@ def test_errors_are_one_line_with_exit_code_2(capsys, model_dir: Path, argv: lis
 
 def test_console_script_entry_point(model_dir: Path) -> None:
     exe = Path(sys.executable).with_name("textlens")
-    done = subprocess.run([str(exe), "explain", str(model_dir), "a wonderful film", "-m", "saliency"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(exe), "explain", str(model_dir), "a wonderful film", "-m", "saliency"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "prediction: positive" in done.stdout
-    missing = subprocess.run([str(exe), "explain", "/no/model", "x"], capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [str(exe), "explain", "/no/model", "x"], capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 2 and missing.stderr.startswith("textlens: error:")
 
 

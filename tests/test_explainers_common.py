@@ -78,7 +78,10 @@ def assert_same_scores(a: Explanation, b: Explanation) -> None:
     rtol = max(RTOL, getattr(REGISTRY[a.method], "batch_rtol", RTOL))
     assert np.abs(x - y).max() <= rtol * scale + ATOL, (a.method, x, y)
     # Whatever the tolerance, batching must not change the ranking.
-    assert np.array_equal(np.argsort(-x, kind="stable")[:3], np.argsort(-y, kind="stable")[:3]) or rtol == RTOL
+    assert (
+        np.array_equal(np.argsort(-x, kind="stable")[:3], np.argsort(-y, kind="stable")[:3])
+        or rtol == RTOL
+    )
 
 
 @pytest.fixture(scope="module", params=METHODS)

@@ -101,8 +101,12 @@ def test_prediction_and_delta() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"uncertainty": (0.0, 0.1, 0.1, 0.1, 0.2, 0.0, 0.3, 0.0)}, {"truncated_tokens": 7},
-     {"quality": {"delta": 0.1, "relative_delta": None, "n_steps": 9}}],
+    [
+        {},
+        {"uncertainty": (0.0, 0.1, 0.1, 0.1, 0.2, 0.0, 0.3, 0.0)},
+        {"truncated_tokens": 7},
+        {"quality": {"delta": 0.1, "relative_delta": None, "n_steps": 9}},
+    ],
 )
 def test_json_round_trip(changes: dict) -> None:
     e = make(**changes)

@@ -72,6 +72,7 @@ def captum_attributions(
         return logits.softmax(-1) if output == "probability" else logits
 
     if baseline == "zero":
+
         def forward_embeds(embeds: torch.Tensor, mask: torch.Tensor, *rest: torch.Tensor):
             kwargs = dict(zip(names, rest, strict=True))
             out = model.model(inputs_embeds=embeds, attention_mask=mask, **kwargs)
@@ -81,6 +82,7 @@ def captum_attributions(
         baselines = torch.where(keep.unsqueeze(-1), inputs, torch.zeros_like(inputs))
         method: Any = CaptumIG(forward_embeds)
     else:
+
         def forward_ids(ids: torch.Tensor, mask: torch.Tensor, *rest: torch.Tensor):
             kwargs = dict(zip(names, rest, strict=True))
             return explained(model.model(input_ids=ids, attention_mask=mask, **kwargs).logits)
@@ -458,8 +460,13 @@ def _analytic(bag: ModelAdapter, text: str, target: int, baseline: str) -> np.nd
 @pytest.mark.parametrize("baseline", ["pad", "mask", "zero"])
 @pytest.mark.parametrize(
     "params",
-    [{"n_steps": 1, "rule": "gauss_legendre"}, {"n_steps": 2, "rule": "riemann_trapezoid"},
-     {"n_steps": 3, "rule": "riemann_left"}, {"n_steps": 50}, {"target_delta": 0.01}],
+    [
+        {"n_steps": 1, "rule": "gauss_legendre"},
+        {"n_steps": 2, "rule": "riemann_trapezoid"},
+        {"n_steps": 3, "rule": "riemann_left"},
+        {"n_steps": 50},
+        {"target_delta": 0.01},
+    ],
 )
 def test_integrated_gradients_are_exact_on_a_linear_model(bag, baseline: str, params: dict) -> None:
     explainer = make_explainer("integrated_gradients", bag, baseline=baseline, **params)

@@ -9,7 +9,8 @@ import sys
 def test_import_does_not_pull_cli_server_or_optional_packages() -> None:
     code = (
         "import sys, textlens\n"
-        "bad = [m for m in ('textlens.cli', 'textlens.server', 'jinja2', 'fastapi', 'uvicorn', 'lime', 'shap', 'captum', 'ray', 'matplotlib', 'transformers')"
+        "bad = [m for m in ('textlens.cli', 'textlens.server', 'jinja2', 'fastapi', 'uvicorn',"
+        " 'lime', 'shap', 'captum', 'ray', 'matplotlib', 'transformers')"
         " if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )

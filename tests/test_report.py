@@ -12,7 +12,11 @@ def test_report_sections_methods_and_escaping(planted_adapter) -> None:
     texts = ["the movie was wonderful", "<script>alert('x')</script> awful"]
     explanations = []
     for method in ("integrated_gradients", "saliency"):
-        explanations += tl.explain(planted_adapter, texts, method=method, n_steps=8) if method == "integrated_gradients" else tl.explain(planted_adapter, texts, method=method)
+        explanations += (
+            tl.explain(planted_adapter, texts, method=method, n_steps=8)
+            if method == "integrated_gradients"
+            else tl.explain(planted_adapter, texts, method=method)
+        )
     page = render_html(explanations, title="t <b>", summary=["line <i>"])
     assert page.count("<section>") == 2
     assert page.count("integrated_gradients") >= 2 and page.count("saliency") >= 2
@@ -33,8 +37,8 @@ def test_to_html_single_explanation(planted_adapter) -> None:
 
 def test_score_color_diverges() -> None:
     assert score_color(0.0, 1.0, True) == "rgb(255,255,255)"
-    r, g, b = map(int, score_color(1.0, 1.0, True)[4:-1].split(","))
+    r, _g, b = map(int, score_color(1.0, 1.0, True)[4:-1].split(","))
     assert b > r  # positive: blue
-    r, g, b = map(int, score_color(-1.0, 1.0, True)[4:-1].split(","))
+    r, _g, b = map(int, score_color(-1.0, 1.0, True)[4:-1].split(","))
     assert r > b  # negative: red
     assert score_color(float("nan"), 1.0, True) == "rgb(255,255,255)"

@@ -223,8 +223,13 @@ def family(name: str) -> tuple[Any, PreTrainedTokenizerFast]:
     if name == "distilbert":
         tok = wordpiece(WITHOUT_TYPES)
         cfg = t.DistilBertConfig(
-            vocab_size=len(tok), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-            max_position_embeddings=64, num_labels=2,
+            vocab_size=len(tok),
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=64,
+            num_labels=2,
         )
         return t.DistilBertForSequenceClassification(cfg), tok
     if name == "electra":  # embedding_size != hidden_size: a projection after the embeddings
@@ -242,32 +247,50 @@ def family(name: str) -> tuple[Any, PreTrainedTokenizerFast]:
     if name == "modernbert":  # rotary positions, local/global attention, no token_type_ids
         tok = bpe_tokenizer()
         cfg = t.ModernBertConfig(
-            vocab_size=len(tok), max_position_embeddings=64, global_attn_every_n_layers=2,
-            local_attention=8, cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
-            **_bpe_ids(tok), **SMALL,
+            vocab_size=len(tok),
+            max_position_embeddings=64,
+            global_attn_every_n_layers=2,
+            local_attention=8,
+            cls_token_id=tok.cls_token_id,
+            sep_token_id=tok.sep_token_id,
+            **_bpe_ids(tok),
+            **SMALL,
         )
         return t.ModernBertForSequenceClassification(cfg), tok
     if name == "deberta-v2":  # relative attention, SentencePiece
         tok = unigram_tokenizer()
         cfg = t.DebertaV2Config(
-            vocab_size=len(tok), max_position_embeddings=64, relative_attention=True,
-            pos_att_type=["p2c", "c2p"], position_buckets=8, pad_token_id=tok.pad_token_id,
+            vocab_size=len(tok),
+            max_position_embeddings=64,
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            position_buckets=8,
+            pad_token_id=tok.pad_token_id,
             **SMALL,
         )
         return t.DebertaV2ForSequenceClassification(cfg), tok
     if name == "deberta-v3":  # DeBERTa-v3's settings: no absolute positions, no segments
         tok = unigram_tokenizer()
         cfg = t.DebertaV2Config(
-            vocab_size=len(tok), max_position_embeddings=64, relative_attention=True,
-            pos_att_type=["p2c", "c2p"], position_buckets=8, pad_token_id=tok.pad_token_id,
-            position_biased_input=False, type_vocab_size=0, **SMALL,
+            vocab_size=len(tok),
+            max_position_embeddings=64,
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            position_buckets=8,
+            pad_token_id=tok.pad_token_id,
+            position_biased_input=False,
+            type_vocab_size=0,
+            **SMALL,
         )
         return t.DebertaV2ForSequenceClassification(cfg), tok
     if name == "albert":  # factorised embeddings, shared layers, SentencePiece
         tok = unigram_tokenizer()
         cfg = t.AlbertConfig(
-            vocab_size=len(tok), embedding_size=16, max_position_embeddings=64,
-            pad_token_id=tok.pad_token_id, **SMALL,
+            vocab_size=len(tok),
+            embedding_size=16,
+            max_position_embeddings=64,
+            pad_token_id=tok.pad_token_id,
+            **SMALL,
         )
         return t.AlbertForSequenceClassification(cfg), tok
     raise AssertionError(name)
@@ -294,7 +317,8 @@ def family_adapter(request: pytest.FixtureRequest, tmp_path_factory) -> ModelAda
 def test_family_encodes_and_runs_on_embeddings(family_adapter: ModelAdapter) -> None:
     encoding = family_adapter.encode(TEXTS)
     expected_inputs = [
-        n for n in family_adapter.tokenizer.model_input_names
+        n
+        for n in family_adapter.tokenizer.model_input_names
         if n not in ("input_ids", "attention_mask")
     ]
     assert list(encoding.model_inputs) == expected_inputs

@@ -49,7 +49,11 @@ def _registry() -> dict[str, Any]:
 
 def _method_params(method: str, options: dict[str, Any]) -> dict[str, Any]:
     accepted = _registry()[method]._all_constraints()
-    return {param: options[opt] for opt, param in PARAM_OPTIONS.items() if options.get(opt) is not None and param in accepted}
+    return {
+        param: options[opt]
+        for opt, param in PARAM_OPTIONS.items()
+        if options.get(opt) is not None and param in accepted
+    }
 
 
 def _check_options_used(methods: Sequence[str], options: dict[str, Any]) -> None:
@@ -118,7 +122,9 @@ def _colored(units: Sequence[str], scores: Sequence[float], color: bool) -> str:
 
 def _text_report(explanations: Sequence[Any], level: str, out: TextIO, color: bool) -> None:
     first = explanations[0]
-    probs = ", ".join(f"{label} {p:.3f}" for label, p in zip(first.labels, first.probabilities, strict=True))
+    probs = ", ".join(
+        f"{label} {p:.3f}" for label, p in zip(first.labels, first.probabilities, strict=True)
+    )
     out.write(f"{first.text}\n  prediction: {first.predicted_label} ({probs})\n")
     for e in explanations:
         units, scores = e.aggregate(level)
@@ -127,13 +133,22 @@ def _text_report(explanations: Sequence[Any], level: str, out: TextIO, color: bo
         extra = ""
         if e.delta is not None:
             rel = e.quality.get("relative_delta")
-            extra = f"  [delta {e.delta:+.2g}" + (f", {100 * rel:.2g}% of |f(x)-f(baseline)|" if rel is not None else "") + "]"
+            extra = (
+                f"  [delta {e.delta:+.2g}"
+                + (f", {100 * rel:.2g}% of |f(x)-f(baseline)|" if rel is not None else "")
+                + "]"
+            )
         top = ", ".join(f"{u} {s:+.3g}" for u, s in e.top(3, level))
-        out.write(f"  {e.method} -> {e.target_label}{extra}\n    {_colored(units, scores, color)}\n    top: {top}\n")
+        out.write(
+            f"  {e.method} -> {e.target_label}{extra}\n"
+            f"    {_colored(units, scores, color)}\n    top: {top}\n"
+        )
     out.write("\n")
 
 
-def _json_record(explanations: Sequence[Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def _json_record(
+    explanations: Sequence[Any], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     first = explanations[0]
     record: dict[str, Any] = {
         "text": first.text,
@@ -148,7 +163,9 @@ def _json_record(explanations: Sequence[Any], extra: dict[str, Any] | None = Non
     return record
 
 
-def _explain_all(model: Any, texts: list[str], methods: Sequence[str], options: dict[str, Any], target: Any) -> list[list[Any]]:
+def _explain_all(
+    model: Any, texts: list[str], methods: Sequence[str], options: dict[str, Any], target: Any
+) -> list[list[Any]]:
     """Explanations of ``texts`` by every method: result[i] lists text i's explanations."""
     from .explainers import make_explainer
 
@@ -202,7 +219,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain_file(model: Any, methods: Sequence[str], options: dict[str, Any], args: argparse.Namespace) -> int:
+def _explain_file(
+    model: Any, methods: Sequence[str], options: dict[str, Any], args: argparse.Namespace
+) -> int:
     from tqdm import tqdm
 
     from .io import read_records
@@ -217,15 +236,20 @@ def _explain_file(model: Any, methods: Sequence[str], options: dict[str, Any], a
     out_path.parent.mkdir(parents=True, exist_ok=True)
     chunk = max(1, args.chunk_size)
     results: dict[int, dict[str, Any]] = {}
-    with out_path.open("w", encoding="utf-8") as out, tqdm(
-        total=len(good), unit="text", disable=not args.progress, file=sys.stderr
-    ) as bar:
+    with (
+        out_path.open("w", encoding="utf-8") as out,
+        tqdm(total=len(good), unit="text", disable=not args.progress, file=sys.stderr) as bar,
+    ):
         written = 0
         for start in range(0, len(good), chunk):
             batch = good[start : start + chunk]
             per_text = _explain_all(model, [r.text for r in batch], methods, options, args.target)  # type: ignore[misc]
             for r, group in zip(batch, per_text, strict=True):
-                extra = {"line": r.line, **({"label": r.label} if r.label is not None else {}), **r.extra}
+                extra = {
+                    "line": r.line,
+                    **({"label": r.label} if r.label is not None else {}),
+                    **r.extra,
+                }
                 results[r.line] = _json_record(group, extra)
                 html_explanations.extend(group)
             bar.update(len(batch))
@@ -271,7 +295,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             progress=args.progress,
         )
     if args.serve:
-        raise InvalidParameterError("--serve goes with `textlens demo alerts`; use `textlens serve demo` for the sentiment model.")
+        raise InvalidParameterError(
+            "--serve goes with `textlens demo alerts`; "
+            "use `textlens serve demo` for the sentiment model."
+        )
     from .demo.run import run_demo
 
     return run_demo(
@@ -332,7 +359,11 @@ def _print_sweep(sweep: Any) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import leaderboard, load_evaluation_data
 
-    methods = None if args.methods is None else _resolve_methods([m.strip() for m in args.methods.split(",") if m.strip()], [])
+    methods = (
+        None
+        if args.methods is None
+        else _resolve_methods([m.strip() for m in args.methods.split(",") if m.strip()], [])
+    )
     data = load_evaluation_data(args.input, limit=args.limit)
     model = _load_model(args.model, args.device)
     board = leaderboard(model, data, methods, budget_ms=args.budget_ms, masking=args.masking)
@@ -357,17 +388,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _add_method_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method parameters (each goes to the chosen methods that take it)")
     g.add_argument("--steps", type=int, help="integrated_gradients: number of steps (default 50)")
-    g.add_argument("--rule", help="integrated_gradients: gauss_legendre (default) or riemann_{left,right,middle,trapezoid}")
+    g.add_argument(
+        "--rule",
+        help=(
+            "integrated_gradients: gauss_legendre (default) or "
+            "riemann_{left,right,middle,trapezoid}"
+        ),
+    )
     g.add_argument("--baseline", help="integrated_gradients: pad (default), mask or zero")
-    g.add_argument("--target-delta", type=float, help="integrated_gradients: adaptive steps until |delta| <= this fraction of |f(x)-f(baseline)|")
-    g.add_argument("--max-steps", type=int, help="integrated_gradients: cap on adaptive steps per text")
-    g.add_argument("--explained-output", choices=["logit", "probability"], help="gradient methods: explain the target logit (default) or its probability")
-    g.add_argument("--layer", type=_layer_value, help="attention: layer index (0-based, negative from the top) or 'mean'; information: layer 1..L or logits/pooled")
+    g.add_argument(
+        "--target-delta",
+        type=float,
+        help=(
+            "integrated_gradients: adaptive steps until "
+            "|delta| <= this fraction of |f(x)-f(baseline)|"
+        ),
+    )
+    g.add_argument(
+        "--max-steps", type=int, help="integrated_gradients: cap on adaptive steps per text"
+    )
+    g.add_argument(
+        "--explained-output",
+        choices=["logit", "probability"],
+        help="gradient methods: explain the target logit (default) or its probability",
+    )
+    g.add_argument(
+        "--layer",
+        type=_layer_value,
+        help=(
+            "attention: layer index (0-based, negative from the top) or 'mean'; "
+            "information: layer 1..L or logits/pooled"
+        ),
+    )
     g.add_argument("--head", type=_layer_value, help="attention: head index or 'mean'")
     g.add_argument("--budget", type=int, help="lime/shap: model evaluations per text")
     g.add_argument("--seed", type=int, help="lime/shap: random seed (same seed, same result)")
     g.add_argument("--features", help="perturbation methods: word (default), token, span, sentence")
-    g.add_argument("--span-size", type=int, help="perturbation methods with --features span: tokens per span")
+    g.add_argument(
+        "--span-size", type=int, help="perturbation methods with --features span: tokens per span"
+    )
     g.add_argument("--masking", help="perturbation methods: mask (default), pad or delete")
     g.add_argument("--window", type=int, help="occlusion: sliding window width in features")
     g.add_argument(
@@ -376,11 +435,15 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
         help="perturbation methods and information: bfloat16 halves the cost of model calls "
         "on CPUs with native bfloat16 (AVX512-BF16/AMX) and GPUs",
     )
-    g.add_argument("--max-batch-tokens", type=int, help="bound on rows x tokens per model call (memory)")
+    g.add_argument(
+        "--max-batch-tokens", type=int, help="bound on rows x tokens per model call (memory)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="textlens", description="Explain BERT-family text classifiers.")
+    parser = argparse.ArgumentParser(
+        prog="textlens", description="Explain BERT-family text classifiers."
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
@@ -391,12 +454,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="explain texts or a file of texts")
     p.add_argument("model", help="a local model folder, or 'demo'")
     p.add_argument("text", nargs="*", help="texts to explain")
-    p.add_argument("--method", "-m", action="append", help="method name (repeatable, or 'all'); default integrated_gradients")
+    p.add_argument(
+        "--method",
+        "-m",
+        action="append",
+        help="method name (repeatable, or 'all'); default integrated_gradients",
+    )
     p.add_argument("--target", help="label name or index to explain (default: the predicted class)")
     p.add_argument("--level", choices=["token", "word"], default="word")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--html", help="also write a self-contained HTML report here")
-    p.add_argument("--input", help="a JSONL ('text' field, optional 'label'), CSV ('text' column) or plain-text file")
+    p.add_argument(
+        "--input",
+        help="a JSONL ('text' field, optional 'label'), CSV ('text' column) or plain-text file",
+    )
     p.add_argument("--output", help="with --input: the JSONL file of results (input order)")
     p.add_argument("--chunk-size", type=int, default=64, help="texts per step when reading --input")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
@@ -404,27 +475,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_method_options(p)
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("demo", help="fine-tune (first run) and explain a demo model: sentiment (default) or alerts")
+    p = sub.add_parser(
+        "demo", help="fine-tune (first run) and explain a demo model: sentiment (default) or alerts"
+    )
     p.add_argument("which", nargs="?", choices=["sentiment", "alerts"], default="sentiment")
-    p.add_argument("--serve", action="store_true", help="alerts: start the server with the alert model afterwards")
-    p.add_argument("--host", default="127.0.0.1", help="alerts --serve: interface (default loopback)")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="alerts: start the server with the alert model afterwards",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="alerts --serve: interface (default loopback)"
+    )
     p.add_argument("--port", type=int, default=8000, help="alerts --serve: port")
     p.add_argument("--rebuild", action="store_true", help="retrain even if a cached model exists")
     p.add_argument("--cache-dir", type=Path, help="where the demo model is cached")
-    p.add_argument("--html", default="textlens-demo.html", help="report path (default ./textlens-demo.html)")
-    p.add_argument("--texts", type=int, default=None, help="held-out texts to explain (12 tweets / 6 alerts)")
+    p.add_argument(
+        "--html", default="textlens-demo.html", help="report path (default ./textlens-demo.html)"
+    )
+    p.add_argument(
+        "--texts", type=int, default=None, help="held-out texts to explain (12 tweets / 6 alerts)"
+    )
     p.add_argument("--method", "-m", action="append", help="methods (default: all registered)")
     p.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("layers", help="how much of each word survives into each layer (Guan et al. 2019)")
+    p = sub.add_parser(
+        "layers", help="how much of each word survives into each layer (Guan et al. 2019)"
+    )
     p.add_argument("model", help="a local model folder, or 'demo'")
     p.add_argument("text", nargs="+", help="one or a few texts")
     p.add_argument("--layer", type=int, help="one layer (1..L)")
     p.add_argument("--all-layers", action="store_true", help="every layer 1..L (the default)")
-    p.add_argument("--positions", choices=["all", "cls"], default="all", help="Phi = all positions of the layer output, or [CLS]")
+    p.add_argument(
+        "--positions",
+        choices=["all", "cls"],
+        default="all",
+        help="Phi = all positions of the layer output, or [CLS]",
+    )
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument(
         "--precision",
@@ -438,21 +528,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_layers)
 
-    p = sub.add_parser("evaluate", help="faithfulness, agreement, sanity... of every method on your data: a leaderboard")
+    p = sub.add_parser(
+        "evaluate",
+        help="faithfulness, agreement, sanity... of every method on your data: a leaderboard",
+    )
     p.add_argument("model", help="a local model folder, or 'demo'")
-    p.add_argument("--input", required=True, help="JSONL/CSV with 'text' (optional 'label', 'rationale', 'planted')")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="JSONL/CSV with 'text' (optional 'label', 'rationale', 'planted')",
+    )
     p.add_argument("--methods", help="comma-separated methods (default: all registered)")
     p.add_argument("--limit", type=int, help="use the first N examples")
-    p.add_argument("--budget-ms", type=float, help="recommend the best method within this time per text")
+    p.add_argument(
+        "--budget-ms", type=float, help="recommend the best method within this time per text"
+    )
     p.add_argument("--masking", choices=["mask", "delete", "pad"], default="mask")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--html", help="write the leaderboard report here")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("serve", help="HTTP service + web page for online explanations (see --help of python -m textlens.server)")
+    p = sub.add_parser(
+        "serve",
+        help=(
+            "HTTP service + web page for online explanations "
+            "(see --help of python -m textlens.server)"
+        ),
+    )
     p.add_argument("model", help="a local model folder, 'demo' or 'demo-alerts'")
-    p.add_argument("server_args", nargs=argparse.REMAINDER, help="--host, --port, --method, --api-key, --steps, --no-batching, ...")
+    p.add_argument(
+        "server_args",
+        nargs=argparse.REMAINDER,
+        help="--host, --port, --method, --api-key, --steps, --no-batching, ...",
+    )
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -40,7 +40,8 @@ class InputRecord:
 
 
 def read_records(path: str | Path, fmt: str = "auto") -> Iterator[InputRecord]:
-    """Yield the records of ``path``; ``fmt`` is 'jsonl', 'csv', 'lines' or 'auto' (by extension)."""
+    """Yield the records of ``path``; ``fmt`` is 'jsonl', 'csv', 'lines' or 'auto'
+    (by extension)."""
     file = Path(path)
     if not file.is_file():
         raise InputFileError(f"Input file {file} does not exist. Give a JSONL, CSV or text file.")
@@ -61,7 +62,9 @@ def read_records(path: str | Path, fmt: str = "auto") -> Iterator[InputRecord]:
         ) from exc
 
 
-def _checked(line: int, text: Any, label: Any = None, extra: dict[str, Any] | None = None) -> InputRecord:
+def _checked(
+    line: int, text: Any, label: Any = None, extra: dict[str, Any] | None = None
+) -> InputRecord:
     if not isinstance(text, str):
         kind = "missing" if text is None else f"a {type(text).__name__}, not a string"
         return InputRecord(line, None, error=f"line {line}: the 'text' field is {kind}.")
@@ -80,7 +83,9 @@ def _read_jsonl(handle: Any) -> Iterator[InputRecord]:
             yield InputRecord(number, None, error=f"line {number}: not valid JSON ({exc.msg}).")
             continue
         if not isinstance(data, dict):
-            yield InputRecord(number, None, error=f'line {number}: expected an object like {{"text": "..."}}.')
+            yield InputRecord(
+                number, None, error=f'line {number}: expected an object like {{"text": "..."}}.'
+            )
             continue
         extra = {k: v for k, v in data.items() if k not in ("text", "label")}
         yield _checked(number, data.get("text"), data.get("label"), extra)

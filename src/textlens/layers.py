@@ -141,7 +141,9 @@ def layer_sweep(
         raise InvalidParameterError("layer_sweep() takes 'layers' (a list), not 'layer'.")
     chosen = list(range(1, model.num_layers + 1)) if layers is None else list(layers)
     if not chosen:
-        raise InvalidParameterError(f"No layers to sweep; give some of 1..{model.num_layers} or None for all.")
+        raise InvalidParameterError(
+            f"No layers to sweep; give some of 1..{model.num_layers} or None for all."
+        )
     for layer in chosen:
         check_layer(model, layer, owner="layer_sweep")
         if not isinstance(layer, int):
@@ -156,7 +158,10 @@ def layer_sweep(
         fits.append(explainer.fit(encoding))
     assert explainer is not None
     recorded = {k: v for k, v in explainer.get_params().items() if k != "layer"}
-    return [_sweep(model, encoding, i, chosen, [f[i] for f in fits], positions, recorded) for i in range(len(texts))]
+    return [
+        _sweep(model, encoding, i, chosen, [f[i] for f in fits], positions, recorded)
+        for i in range(len(texts))
+    ]
 
 
 def _sweep(
@@ -175,14 +180,18 @@ def _sweep(
     word_tokens = tuple(tuple(t) for _, t in sorted(groups.items()))
     text = encoding.texts[i]
     offsets = encoding.offsets[i]
-    words = tuple(text[min(offsets[t][0] for t in ts) : max(offsets[t][1] for t in ts)] for ts in word_tokens)
+    words = tuple(
+        text[min(offsets[t][0] for t in ts) : max(offsets[t][1] for t in ts)] for ts in word_tokens
+    )
     scale = fits[0].scale
     word_sigma = []
     word_scores = []
     for fit in fits:
         log_sigma = np.log(fit.sigma)
         kept = fit.scores
-        word_sigma.append(tuple(float(math.exp(np.mean(log_sigma[list(ts)]))) for ts in word_tokens))
+        word_sigma.append(
+            tuple(float(math.exp(np.mean(log_sigma[list(ts)]))) for ts in word_tokens)
+        )
         word_scores.append(tuple(float(kept[list(ts)].sum()) for ts in word_tokens))
     return LayerSweep(
         text=text,
@@ -261,11 +270,22 @@ def heatmap_png(sweeps: Sequence[LayerSweep], *, dpi: int = 120) -> bytes:
     for ax, sweep in zip(axes, sweeps, strict=True):
         relative = np.array(sweep.word_sigma, dtype=np.float64) / sweep.scale
         image = ax.imshow(relative, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_xticks(range(len(sweep.words)), labels=list(sweep.words), rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(len(sweep.layers)), labels=[f"layer {n}" for n in sweep.layers], fontsize=8)
+        ax.set_xticks(
+            range(len(sweep.words)), labels=list(sweep.words), rotation=60, ha="right", fontsize=8
+        )
+        ax.set_yticks(
+            range(len(sweep.layers)), labels=[f"layer {n}" for n in sweep.layers], fontsize=8
+        )
         for (row, col), value in np.ndenumerate(relative):
-            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if value < 0.5 else "black")
+            ax.text(
+                col,
+                row,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if value < 0.5 else "black",
+            )
         title = sweep.text if len(sweep.text) <= 60 else sweep.text[:57] + "..."
         ax.set_title(title, fontsize=9)
     if image is not None:

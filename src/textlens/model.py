@@ -261,7 +261,8 @@ class ModelAdapter:
 
     # ------------------------------------------------------------------ encoding
     def encode(self, texts: Sequence[str]) -> Encoding:
-        """Tokenize ``texts`` with offsets; texts over ``max_length`` are truncated with a warning."""
+        """Tokenize ``texts`` with offsets; texts over ``max_length`` are truncated with a
+        warning."""
         texts = check_texts(texts)
         rows = [self._encode_one(i, text) for i, text in enumerate(texts)]
         width = max(len(r["input_ids"]) for r in rows)
@@ -348,7 +349,8 @@ class ModelAdapter:
         return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
 
     def word_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The word (token) embeddings of ``input_ids``; position/segment embeddings are added by the model."""
+        """The word (token) embeddings of ``input_ids``; position/segment embeddings are added
+        by the model."""
         return self.model.get_input_embeddings()(input_ids.to(self.device))
 
     @property

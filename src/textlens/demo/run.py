@@ -1,4 +1,5 @@
-"""``textlens demo``: build (first run) the demo sentiment model, explain held-out tweets, write a report."""
+"""``textlens demo``: build (first run) the demo sentiment model, explain held-out tweets,
+write a report."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def run_demo(
     out.write(f"Done in {time.perf_counter() - started:.1f} s.\n")
     if info.accuracy < MIN_ACCURACY:
         out.write(
-            f"WARNING: accuracy {info.accuracy:.3f} is under {MIN_ACCURACY}; run `textlens demo --rebuild`.\n"
+            f"WARNING: accuracy {info.accuracy:.3f} is under {MIN_ACCURACY}; "
+            "run `textlens demo --rebuild`.\n"
         )
         return 1
     return 0

@@ -903,9 +903,11 @@ def recommend(board: Leaderboard, budget_ms: float | None = None) -> Recommendat
                 f"text, {_summary(board, within)})."
             )
         else:
-            timed = [m for m in candidates if math.isfinite(board.value(m, "seconds_per_text"))]
-            if timed:
-                fastest = min(timed, key=lambda m: board.value(m, "seconds_per_text"))
+            timed_methods = [
+                m for m in candidates if math.isfinite(board.value(m, "seconds_per_text"))
+            ]
+            if timed_methods:
+                fastest = min(timed_methods, key=lambda m: board.value(m, "seconds_per_text"))
                 lines.append(
                     f"No method fits {budget_ms:g} ms per text; the fastest is {fastest} "
                     f"({board.value(fastest, 'seconds_per_text') * 1000:.0f} ms)."

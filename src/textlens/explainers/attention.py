@@ -7,10 +7,11 @@ scores are the same for every class (their ``quality`` says so).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar, cast
 
 import torch
 
-from .._validation import InstanceOf, Options
+from .._validation import Constraint, InstanceOf, Options
 from ..errors import InvalidParameterError
 from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter
 from .base import Explainer, Scores
@@ -58,7 +59,7 @@ class Attention(Explainer):
     name = "attention"
     description = "Attention from [CLS] to each token, for one layer/head or the mean."
     reference = "https://arxiv.org/abs/1902.10186"
-    parameter_constraints = {
+    parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "layer": [InstanceOf(int, "an int"), Options(("mean",))],
         "head": [InstanceOf(int, "an int"), Options(("mean",))],
     }
@@ -86,8 +87,8 @@ class Attention(Explainer):
     ) -> tuple[list[Scores], torch.Tensor]:
         weights, logits = _attentions(self.model, batch)
         att = weights[:, :, :, 0, :]  # [layers, batch, heads, keys]
-        att = att.mean(0) if self.layer == "mean" else att[self.layer]
-        att = att.mean(1) if self.head == "mean" else att[:, self.head]
+        att = att.mean(0) if self.layer == "mean" else att[cast(int, self.layer)]
+        att = att.mean(1) if self.head == "mean" else att[:, cast(int, self.head)]
         scores = att.cpu().numpy()
         explained = [
             Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)
@@ -105,9 +106,11 @@ class AttentionRollout(Explainer):
     """
 
     name = "attention_rollout"
-    description = "Attention rollout (Abnar & Zuidema 2020): residual-aware attention through all layers."
+    description = (
+        "Attention rollout (Abnar & Zuidema 2020): residual-aware attention through all layers."
+    )
     reference = "https://arxiv.org/abs/2005.00928"
-    parameter_constraints: dict = {}
+    parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {}
 
     def __init__(self, model: ModelAdapter, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
         super().__init__(model, max_batch_tokens=max_batch_tokens)

@@ -121,7 +121,9 @@ class Explainer:
             targets = [self.model.resolve_target(target, int(p.argmax())) for p in probabilities]
             self._know_prediction(encoding, logits)
             scores = self._score_encoding(encoding, targets)
-        return [self._build(encoding, i, targets[i], probabilities[i], s) for i, s in enumerate(scores)]
+        return [
+            self._build(encoding, i, targets[i], probabilities[i], s) for i, s in enumerate(scores)
+        ]
 
     def _know_prediction(self, encoding: Encoding, logits: np.ndarray) -> None:
         """Hook: the logits of the unchanged texts, computed for the prediction (before scoring).
@@ -203,8 +205,5 @@ class Explainer:
 
 def target_output(logits: torch.Tensor, targets: torch.Tensor, output: str) -> torch.Tensor:
     """The explained scalar per row: the target's logit or its probability."""
-    if output == "probability":
-        values = torch.softmax(logits, dim=-1)
-    else:
-        values = logits
+    values = torch.softmax(logits, dim=-1) if output == "probability" else logits
     return values.gather(1, targets.view(-1, 1).to(values.device)).squeeze(1)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from .._validation import Interval, IsNone, Options
+from .._validation import Constraint, Interval, IsNone, Options
 from ..errors import UninformativeScoresWarning
 from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter, pack_batches
 from .base import Explainer, Scores, target_output
@@ -61,7 +62,7 @@ class PathPoints:
 
 
 class _GradientExplainer(Explainer):
-    parameter_constraints = {"output": [Options(OUTPUTS)]}
+    parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {"output": [Options(OUTPUTS)]}
 
     def __init__(
         self,
@@ -105,7 +106,13 @@ class Saliency(_GradientExplainer):
     description = "Gradient norm w.r.t. each token's word embedding (unsigned sensitivity)."
     reference = "https://arxiv.org/abs/1312.6034"
 
-    def __init__(self, model: ModelAdapter, *, output: str = "logit", max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+    def __init__(
+        self,
+        model: ModelAdapter,
+        *,
+        output: str = "logit",
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    ):
         super().__init__(model, output=output, max_batch_tokens=max_batch_tokens)
         self._validate()
 
@@ -151,7 +158,13 @@ class GradientXInput(_GradientExplainer):
     description = "Gradient x word embedding, summed over dimensions (signed, one backward pass)."
     reference = "https://arxiv.org/abs/1605.01713"
 
-    def __init__(self, model: ModelAdapter, *, output: str = "logit", max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+    def __init__(
+        self,
+        model: ModelAdapter,
+        *,
+        output: str = "logit",
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    ):
         super().__init__(model, output=output, max_batch_tokens=max_batch_tokens)
         self._validate()
 
@@ -226,9 +239,11 @@ class IntegratedGradients(_GradientExplainer):
     """
 
     name = "integrated_gradients"
-    description = "Integrated gradients on word embeddings with completeness delta (fixed or adaptive steps)."
+    description = (
+        "Integrated gradients on word embeddings with completeness delta (fixed or adaptive steps)."
+    )
     reference = "https://arxiv.org/abs/1703.01365"
-    parameter_constraints = {
+    parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "baseline": [Options(BASELINES)],
         "n_steps": [Interval(int, 1, None)],
         "rule": [Options(RULES)],
@@ -293,10 +308,15 @@ class IntegratedGradients(_GradientExplainer):
         points = path.evaluate(rows, with_gradients=True)
         per_text = points.attributions.reshape(n_texts, len(alphas), -1)
         attributions = np.einsum("k,ikt->it", weights, per_text)
-        ends = path.evaluate([(i, a) for i in range(n_texts) for a in (0.0, 1.0)], with_gradients=False)
+        ends = path.evaluate(
+            [(i, a) for i in range(n_texts) for a in (0.0, 1.0)], with_gradients=False
+        )
         f_ends = ends.values.reshape(n_texts, 2)
         return [
-            Scores(attributions[i, :n], _completeness(attributions[i, :n], f_ends[i, 1], f_ends[i, 0], self.n_steps))
+            Scores(
+                attributions[i, :n],
+                _completeness(attributions[i, :n], f_ends[i, 1], f_ends[i, 0], self.n_steps),
+            )
             for i, n in enumerate(path.batch.lengths)
         ]
 
@@ -342,7 +362,9 @@ class _Path:
             self.inputs = model.word_embeddings(batch.input_ids)
             if baseline_ids is None:
                 keep = (batch.special_mask() | (batch.attention_mask == 0)).unsqueeze(-1)
-                self.base = torch.where(keep.to(self.inputs.device), self.inputs, torch.zeros_like(self.inputs))
+                self.base = torch.where(
+                    keep.to(self.inputs.device), self.inputs, torch.zeros_like(self.inputs)
+                )
             else:
                 self.base = model.word_embeddings(baseline_ids)
         self.direction = self.inputs - self.base
@@ -356,7 +378,9 @@ class _Path:
         budget = self.owner._pass_tokens()
         for chunk in pack_batches(row_costs, budget, pad_slack=_PAD_SLACK):
             index = torch.tensor([rows[r][0] for r in chunk], device=self.inputs.device)
-            alpha = torch.tensor([rows[r][1] for r in chunk], dtype=self.inputs.dtype, device=self.inputs.device)
+            alpha = torch.tensor(
+                [rows[r][1] for r in chunk], dtype=self.inputs.dtype, device=self.inputs.device
+            )
             sub = self.batch.select([rows[r][0] for r in chunk])
             w = max(sub.lengths)
             direction = self.direction[index, :w]
@@ -365,12 +389,20 @@ class _Path:
             if with_gradients:
                 embeds.requires_grad_(True)
                 with torch.enable_grad():
-                    out = target_output(self.model.logits(sub, inputs_embeds=embeds).float(), targets, self.owner.output)
+                    out = target_output(
+                        self.model.logits(sub, inputs_embeds=embeds).float(),
+                        targets,
+                        self.owner.output,
+                    )
                     (grad,) = torch.autograd.grad(out.sum(), embeds)
                 attributions[chunk, :w] = (grad * direction).sum(-1).cpu().double().numpy()
             else:
                 with torch.no_grad():
-                    out = target_output(self.model.logits(sub, inputs_embeds=embeds).float(), targets, self.owner.output)
+                    out = target_output(
+                        self.model.logits(sub, inputs_embeds=embeds).float(),
+                        targets,
+                        self.owner.output,
+                    )
             values[chunk] = out.detach().cpu().double().numpy()
         return PathPoints(values, attributions)
 
@@ -497,7 +529,9 @@ def quadrature(rule: str, n_steps: int) -> tuple[list[float], np.ndarray]:
     return [float(a) for a in alphas], np.full(n_steps, 1 / n_steps)
 
 
-def _completeness(attributions: np.ndarray, f_x: float, f_base: float, n_steps: int) -> dict[str, object]:
+def _completeness(
+    attributions: np.ndarray, f_x: float, f_base: float, n_steps: int
+) -> dict[str, object]:
     gap = float(f_x - f_base)
     delta = float(np.sum(attributions) - gap)
     return {

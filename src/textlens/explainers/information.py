@@ -49,12 +49,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from .._validation import InstanceOf, Interval, IsNone, Options
+from .._validation import Constraint, InstanceOf, Interval, IsNone, Options
 from ..errors import InvalidInputError, InvalidParameterError
 from ..model import DEFAULT_MAX_BATCH_TOKENS, PRECISIONS, Encoding, ModelAdapter, pack_batches
 from .base import Explainer, Scores
@@ -817,7 +817,8 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
+            # numpy's stub: mypy checks **arrays against savez's `allow_pickle: bool` too
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except OSError as exc:  # a read-only cache must not stop an explanation
         warnings.warn(
@@ -896,7 +897,7 @@ class InformationLoss(Explainer):
         "Information each token keeps in a hidden state (Guan et al. 2019), fast batched fit."
     )
     reference = "https://proceedings.mlr.press/v97/guan19a.html"
-    parameter_constraints = {
+    parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "layer": [InstanceOf(int, "an int (a layer, from 1)"), Options(NAMED_STATES)],
         "positions": [Options(POSITIONS)],
         "lam": [Interval(float, 0, None, low_open=True)],

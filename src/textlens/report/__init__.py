@@ -24,6 +24,9 @@ def score_color(score: float, scale: float, signed: bool) -> str:
     if not math.isfinite(score) or scale <= 0:
         return "rgb(255,255,255)"
     strength = min(abs(score) / scale, 1.0)
+    r: float
+    g: float
+    b: float
     if score >= 0 or not signed:
         r, g, b = 255 - 190 * strength, 255 - 130 * strength, 255
     else:
@@ -109,7 +112,9 @@ def render_html(
     from .. import __version__
 
     env = _environment()
-    env.filters["num"] = lambda v, d=3: "–" if v is None else f"{v:+.{d}g}" if isinstance(v, float) else v
+    env.filters["num"] = lambda v, d=3: (
+        "–" if v is None else f"{v:+.{d}g}" if isinstance(v, float) else v
+    )
     sections = []
     for group in _group_by_text(explanations):
         first = group[0]

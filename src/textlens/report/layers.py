@@ -10,7 +10,12 @@ from typing import Any
 from . import _environment
 
 
-def render_layers_html(sweeps: Sequence[Any], *, png: bytes | None = None, title: str = "textlens: information through the layers") -> str:
+def render_layers_html(
+    sweeps: Sequence[Any],
+    *,
+    png: bytes | None = None,
+    title: str = "textlens: information through the layers",
+) -> str:
     """One heatmap table per text (rows = layers, columns = words), plus an optional PNG."""
     from .. import __version__
     from ..layers import heatmap_table
@@ -27,9 +32,17 @@ def render_layers_html(sweeps: Sequence[Any], *, png: bytes | None = None, title
         ]
         tables.append(table)
     image = None if png is None else base64.b64encode(png).decode("ascii")
-    return _environment().get_template("layers.html.j2").render(
-        title=title, tables=tables, image=image, version=__version__,
-        model=sweeps[0].model_id if sweeps else "", params=sweeps[0].params if sweeps else {},
+    return (
+        _environment()
+        .get_template("layers.html.j2")
+        .render(
+            title=title,
+            tables=tables,
+            image=image,
+            version=__version__,
+            model=sweeps[0].model_id if sweeps else "",
+            params=sweeps[0].params if sweeps else {},
+        )
     )
 
 

@@ -404,7 +404,7 @@ def crossfit_fit(
                 intercept=intercept, total=total, ridge=ridge + _control_ridge(train, gram),
             )  # fmt: skip
             gamma = fit.coef if fixed else np.concatenate([[fit.intercept], fit.coef])
-            offset = float(intercept) if fixed else 0.0
+            offset = float(intercept) if intercept is not None else 0.0
             empty = offset if fixed else float(gamma[0])
             h_total = float(np.sum(gamma[int(not fixed) :]))
             return Control(
@@ -450,8 +450,8 @@ def crossfit_fit(
         stderr = _projected_variance(contributions, pair[random], design.group[random])
     stderr = np.sqrt(np.clip(stderr + answer_variance, 0.0, None))
     coef = estimate if fixed else estimate[1:]
-    b0 = float(intercept) if fixed else float(estimate[0])
-    fitted = z @ estimate + (float(intercept) if fixed else 0.0)
+    b0 = float(intercept) if intercept is not None else float(estimate[0])
+    fitted = z @ estimate + (float(intercept) if intercept is not None else 0.0)
     mean = float(np.sum(w * y) / np.sum(w)) if np.sum(w) > 0 else 0.0
     ss_total = float(np.sum(w * (y - mean) ** 2))
     r2 = 1.0 - float(np.sum(w * (y - fitted) ** 2)) / ss_total if ss_total > 0 else 1.0
