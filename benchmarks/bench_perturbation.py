@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from textlens.errors import ModelLoadError
 from textlens.explainers.perturbation import Lime, Shap
 from textlens.explainers.perturbation.engine import PRECISIONS
 from textlens.features import CharSpans, feature_spans
@@ -894,7 +895,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--device",
         default="cpu",
-        help="where every model runs, ours and the libraries' (cpu, cuda, cuda:1...)",
+        help="where every model runs, ours and the libraries' (cpu, cuda, cuda:1, auto)",
     )
     parser.add_argument(
         "--clock",
@@ -934,8 +935,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     precisions = [p for p in args.precisions.split(",") if p]
     if not precisions or any(p not in PRECISIONS for p in precisions):
         raise SystemExit(f"--precisions: comma-separated values of {', '.join(PRECISIONS)}")
-    clock = args.clock or ("cpu_s" if args.device == "cpu" else "wall_s")
-    adapter, tweets, model_name = load_model(args.model, args.device)
+    try:
+        adapter, tweets, model_name = load_model(args.model, args.device)
+    except ModelLoadError as exc:  # an unknown device, or CUDA asked for without one
+        raise SystemExit(f"--device: {exc}") from None
+    device = str(adapter.device)  # resolved: 'auto' says where it ran
+    clock = args.clock or ("cpu_s" if device == "cpu" else "wall_s")
     cache_path = args.cache or _default_cache()
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
@@ -955,7 +960,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "machine": machine_info(args.threads),
         "configs": {g: vars(configs[g]) for g in groups},
         "precisions": precisions,
-        "device": args.device,
+        "device": device,
         "clock": clock,
         "groups": {},
     }
@@ -975,7 +980,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             log,
             precisions=precisions,
             retime_libraries=args.retime_libraries,
-            device=args.device,
+            device=device,
         )
         result["ratios"] = {}
         for precision in precisions:
