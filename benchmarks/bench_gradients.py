@@ -132,10 +132,10 @@ def load_bench_model(spec: str) -> tuple[ModelAdapter, list[str], str]:
             f"textlens demo ({info.path.name})",
         )
     from textlens.demo.build import DEFAULT_N_HELDOUT, DEFAULT_N_TRAIN
-    from textlens.demo.data import load_sentiment_tweets, locate_minilm
+    from textlens.demo.data import load_unseen_tweets, locate_minilm
 
-    _, heldout = load_sentiment_tweets(n_train=DEFAULT_N_TRAIN, n_heldout=DEFAULT_N_HELDOUT)
-    tweets = unseen_tweets(DEFAULT_N_TRAIN, heldout)
+    unseen = load_unseen_tweets(n_train=DEFAULT_N_TRAIN, n_heldout=DEFAULT_N_HELDOUT)
+    tweets = [e.text for e in unseen]
     if spec == "minilm-raw":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -367,7 +367,7 @@ def load_unseen_tweets(
     """
     _, heldout, rest = _split(seed, min_confidence, n_train, n_heldout)
     rng = random.Random(f"unseen-{seed}")
-    queues = [list(rest[label]) for label in LABELS]
+    queues = [rest[label] for label in LABELS]
     for queue in queues:
         rng.shuffle(queue)
     unused: list[Example] = []
