@@ -199,6 +199,20 @@ def test_a_cached_model_is_reused_only_for_the_same_training_recipe(tmp_path, mo
         demo.build_alerts_model(cache_dir=folder, n_train=2400, epochs=8, progress=False)
     assert not list(tmp_path.glob(".model*"))  # the half-built folder is cleaned up
 
+    # Same n_train and epochs, but fine-tuned with other settings by an older textlens.
+    from dataclasses import asdict
+
+    from textlens.demo.build import METADATA_FILENAME
+
+    folder.mkdir()
+    settings = {**asdict(demo._hyperparameters()), "max_length": 64}
+    (folder / METADATA_FILENAME).write_text(json.dumps({"hyperparameters": settings}))
+    with pytest.warns(UserWarning, match="max_length 64, now 128"), pytest.raises(Rebuilt):
+        demo.build_alerts_model(cache_dir=folder, n_train=1200, epochs=8, progress=False)
+    settings["max_length"] = 128
+    (folder / METADATA_FILENAME).write_text(json.dumps({"hyperparameters": settings}))
+    assert demo.build_alerts_model(cache_dir=folder, n_train=1200, epochs=8) is cached
+
 
 def test_a_run_that_does_not_learn_the_rule_is_repeated_then_refused(tmp_path, monkeypatch) -> None:
     """Fine-tuning can stay on the plateau (accuracy ~0.5): retry with the next seed, and

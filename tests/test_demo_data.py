@@ -222,3 +222,87 @@ def test_tiny_build_is_cached_and_loadable(tmp_path: Path) -> None:
     assert second.accuracy == first.accuracy
     assert second.heldout == first.heldout
     assert second.n_train == 64
+
+
+def _fake_cached_model(folder: Path, hyperparameters: dict | None) -> None:
+    """A folder that read_cached_model accepts, trained with ``hyperparameters``."""
+    from textlens.demo.build import _REQUIRED_FILES, METADATA_FILENAME
+
+    folder.mkdir(parents=True)
+    for name in _REQUIRED_FILES:
+        (folder / name).write_text("{}", encoding="utf-8")
+    meta = {
+        "format_version": 1,
+        "accuracy": 0.5,
+        "heldout": [{"text": "old", "label": "negative"}],
+        "n_train": 2,
+        "epochs": 1,
+        "train_seconds": 1.0,
+    }
+    if hyperparameters is not None:
+        meta["hyperparameters"] = hyperparameters
+    (folder / METADATA_FILENAME).write_text(json.dumps(meta), encoding="utf-8")
+
+
+def test_recipe_changes_names_each_changed_setting(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from textlens.demo.build import _Hyperparameters, _recipe_changes
+
+    current = asdict(_Hyperparameters())
+    _fake_cached_model(tmp_path / "same", current)
+    assert _recipe_changes(tmp_path / "same", _Hyperparameters()) == ""
+    _fake_cached_model(tmp_path / "old", {**current, "batch_size": 32, "retired": 1})
+    assert _recipe_changes(tmp_path / "old", _Hyperparameters()) == (
+        f"batch_size 32, now {current['batch_size']}; retired 1, now unused"
+    )
+    _fake_cached_model(tmp_path / "unrecorded", None)
+    assert _recipe_changes(tmp_path / "unrecorded", _Hyperparameters()) == ""
+
+
+def test_a_cache_from_an_older_recipe_is_rebuilt_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A demo model cached by an older textlens (other fine-tuning settings) must not be
+    served as today's demo model: the benchmarks once ran on such a stale cache."""
+    from dataclasses import asdict
+
+    from textlens.demo import build
+
+    current = asdict(build._Hyperparameters())
+    cache = tmp_path / "demo"
+    _fake_cached_model(cache, {**current, "batch_size": 32})
+    builds: list[dict] = []
+
+    def fake_build(folder: Path, train, heldout, *, epochs, seed, hyper, progress):
+        builds.append(asdict(hyper))
+        for name in build._REQUIRED_FILES:
+            (folder / name).write_text("{}", encoding="utf-8")
+        return {
+            "format_version": 1,
+            "accuracy": 0.9,
+            "heldout": [{"text": "new", "label": "positive"}],
+            "n_train": len(train),
+            "epochs": epochs,
+            "train_seconds": 2.0,
+            "hyperparameters": asdict(hyper),
+        }
+
+    monkeypatch.setattr(build, "_build_into", fake_build)
+    monkeypatch.setattr(
+        build,
+        "load_sentiment_tweets",
+        lambda **kw: ([Example("a", "negative"), Example("b", "positive")], []),
+    )
+    with pytest.warns(UserWarning, match=r"older textlens.*batch_size 32, now"):
+        info = build.build_sentiment_model(cache_dir=cache, progress=False)
+    assert builds == [current]
+    assert not info.from_cache and info.accuracy == 0.9
+    assert not list(tmp_path.glob(".demo*"))  # the old model and the build folder are gone
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = build.build_sentiment_model(cache_dir=cache, progress=False)
+    assert again.from_cache and again.accuracy == 0.9 and len(builds) == 1

@@ -43,7 +43,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -294,8 +294,8 @@ def build_alerts_model(
     Fine-tunes all-MiniLM-L6-v2 (shipped weights, offline) on ``n_train`` rendered
     alerts for ``epochs`` passes, with the sentiment demo's optimiser, schedule and
     batching; about 23 minutes on one shared CPU core (2,400 alerts x 8 epochs). A
-    complete cached model trained on the same rule with the same ``n_train`` and
-    ``epochs`` is returned at once unless ``rebuild``.
+    complete cached model trained on the same rule with the same ``n_train``,
+    ``epochs`` and fine-tuning settings is returned at once unless ``rebuild``.
 
     Parameters
     ----------
@@ -327,7 +327,16 @@ def build_alerts_model(
     if not rebuild:
         cached = read_cached_alerts_model(target)
         if cached is not None and (cached.n_train, cached.epochs) == (n_train, epochs):
-            return cached
+            stale = _build._recipe_changes(target, _hyperparameters())
+            if not stale:
+                return cached
+            warnings.warn(
+                f"The cached alert model in {target} was fine-tuned by an older textlens "
+                f"with other settings ({stale}); fine-tuning it again with the current "
+                "ones.",
+                UserWarning,
+                stacklevel=2,
+            )
     if epochs < 1 or n_train < 2 or n_heldout < 1:
         raise ValueError(
             f"need epochs >= 1, n_train >= 2, n_heldout >= 1; got {epochs}, {n_train}, {n_heldout}"
@@ -376,6 +385,11 @@ def build_alerts_model(
     return replace(info, from_cache=False)
 
 
+def _hyperparameters() -> Any:
+    """The sentiment demo's fine-tuning settings, with room for the longer alert texts."""
+    return replace(_build._Hyperparameters(), batch_size=16, max_length=128)
+
+
 def _train_into(
     folder: Path,
     train: Sequence[Alert],
@@ -386,7 +400,7 @@ def _train_into(
     progress: bool,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    hyper = replace(_build._Hyperparameters(), batch_size=16, max_length=128)
+    hyper = _hyperparameters()
     torch.manual_seed(seed)
     model, tokenizer = _build._load_base()  # MiniLM with a fresh 2-class head
     model.config.id2label = dict(enumerate(ALERT_LABELS))
@@ -422,6 +436,7 @@ def _train_into(
         "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - started,
         "num_threads": torch.get_num_threads(),
+        "hyperparameters": asdict(hyper),
         "versions": {"torch": torch.__version__, "transformers": _build._transformers_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "heldout": [{"text": a.text, "label": a.label} for a in heldout],

@@ -16,6 +16,7 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -177,6 +178,43 @@ def read_cached_model(path: Path) -> DemoModelInfo | None:
         return None
 
 
+def _recipe_changes(path: Path, hyper: Any) -> str:
+    """Say how the cached model in ``path`` was trained differently from ``hyper``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A cached model folder (its metadata file is read).
+    hyper : dataclass instance
+        The fine-tuning settings the current code would use.
+
+    Returns
+    -------
+    str
+        ``""`` when the recorded settings are ``hyper``'s; otherwise the
+        settings that differ, e.g. ``"batch_size 32, now 16"``. Metadata that
+        records no settings (alert models cached before they were recorded)
+        counts as current: ``""``.
+    """
+    current = asdict(hyper)
+    try:
+        meta = json.loads((path / METADATA_FILENAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""  # the caller has just read it: only a concurrent rebuild gets here
+    recorded = meta.get("hyperparameters") if isinstance(meta, dict) else None
+    if recorded is None:
+        return ""
+    if not isinstance(recorded, dict):
+        return "unreadable fine-tuning settings"
+    changed = [
+        f"{key} {recorded.get(key, 'unset')}, now {value}"
+        for key, value in current.items()
+        if recorded.get(key) != value
+    ]
+    changed += [f"{key} {recorded[key]}, now unused" for key in recorded if key not in current]
+    return "; ".join(changed)
+
+
 def build_sentiment_model(
     *,
     cache_dir: Path | None = None,
@@ -192,7 +230,9 @@ def build_sentiment_model(
 
     If ``cache_dir`` already holds a complete model and ``rebuild`` is false,
     it is returned at once, whatever the other arguments (they only apply to
-    a new build). Otherwise all-MiniLM-L6-v2 is fine-tuned on tweets from
+    a new build), unless it was fine-tuned with other settings than this
+    version of textlens uses (an older textlens's cache): then it is built
+    again, with a warning. Otherwise all-MiniLM-L6-v2 is fine-tuned on tweets from
     :func:`~textlens.demo.data.load_sentiment_tweets`, evaluated on the
     held-out tweets and saved (safetensors weights, tokenizer and
     ``textlens_demo.json``) atomically into ``cache_dir``.
@@ -231,10 +271,20 @@ def build_sentiment_model(
         If an argument is out of range.
     """
     target = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    hyper = _Hyperparameters()
     if not rebuild:
         cached = read_cached_model(target)
         if cached is not None:
-            return cached
+            stale = _recipe_changes(target, hyper)
+            if not stale:
+                return cached
+            warnings.warn(
+                f"The cached demo model in {target} was fine-tuned by an older textlens "
+                f"with other settings ({stale}); fine-tuning it again with the current "
+                "ones (a few minutes).",
+                UserWarning,
+                stacklevel=2,
+            )
     if epochs < 1:
         msg = f"epochs must be >= 1, got {epochs}"
         raise ValueError(msg)
@@ -242,7 +292,6 @@ def build_sentiment_model(
         msg = f"num_threads must be >= 1, got {num_threads}"
         raise ValueError(msg)
     _check_replaceable(target)
-    hyper = _Hyperparameters()
     train, heldout = load_sentiment_tweets(
         seed=seed, min_confidence=hyper.min_confidence, n_train=n_train, n_heldout=n_heldout
     )
