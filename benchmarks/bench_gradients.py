@@ -188,10 +188,14 @@ def build_texts(
             if size >= target - tolerance:
                 break
         if size < target - tolerance:
+            fix = (
+                f"Ask for --texts {len(texts)} (or --long-texts for the longest texts) or fewer."
+                if texts
+                else "Use a model with more held-out tweets, or shorter texts."
+            )
             raise SystemExit(
                 f"Not enough unseen tweets to build {n} texts of about {target} tokens: "
-                f"{len(tweets)} tweets made {len(texts)}. Ask for --texts {len(texts)} "
-                "(or --long-texts for the longest texts) or fewer."
+                f"{len(tweets)} tweets made {len(texts)}. {fix}"
             )
         texts.append(" ".join(pieces))
     return texts

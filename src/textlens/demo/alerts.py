@@ -326,17 +326,12 @@ def build_alerts_model(
     target = Path(cache_dir) if cache_dir is not None else default_alerts_cache_dir()
     if not rebuild:
         cached = read_cached_alerts_model(target)
-        if cached is not None and (cached.n_train, cached.epochs) == (n_train, epochs):
-            stale = _build._recipe_changes(target, _hyperparameters())
-            if not stale:
-                return cached
-            warnings.warn(
-                f"The cached alert model in {target} was fine-tuned by an older textlens "
-                f"with other settings ({stale}); fine-tuning it again with the current "
-                "ones.",
-                UserWarning,
-                stacklevel=2,
-            )
+        if (
+            cached is not None
+            and (cached.n_train, cached.epochs) == (n_train, epochs)
+            and _build._is_current(target, _hyperparameters(), "alert model")
+        ):
+            return cached
     if epochs < 1 or n_train < 2 or n_heldout < 1:
         raise ValueError(
             f"need epochs >= 1, n_train >= 2, n_heldout >= 1; got {epochs}, {n_train}, {n_heldout}"

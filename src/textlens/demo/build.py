@@ -215,6 +215,23 @@ def _recipe_changes(path: Path, hyper: Any) -> str:
     return "; ".join(changed)
 
 
+def _is_current(path: Path, hyper: Any, what: str) -> bool:
+    """True if the cached ``what`` in ``path`` was fine-tuned with ``hyper``; else warn.
+
+    The warning (stack level: the caller of the public builder) says the model will
+    be fine-tuned again and names the settings that changed.
+    """
+    stale = _recipe_changes(path, hyper)
+    if stale:
+        warnings.warn(
+            f"The cached {what} in {path} was fine-tuned by an older textlens with other "
+            f"settings ({stale}); fine-tuning it again with the current ones.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return not stale
+
+
 def build_sentiment_model(
     *,
     cache_dir: Path | None = None,
@@ -274,17 +291,8 @@ def build_sentiment_model(
     hyper = _Hyperparameters()
     if not rebuild:
         cached = read_cached_model(target)
-        if cached is not None:
-            stale = _recipe_changes(target, hyper)
-            if not stale:
-                return cached
-            warnings.warn(
-                f"The cached demo model in {target} was fine-tuned by an older textlens "
-                f"with other settings ({stale}); fine-tuning it again with the current "
-                "ones (a few minutes).",
-                UserWarning,
-                stacklevel=2,
-            )
+        if cached is not None and _is_current(target, hyper, "demo model"):
+            return cached
     if epochs < 1:
         msg = f"epochs must be >= 1, got {epochs}"
         raise ValueError(msg)
