@@ -75,6 +75,8 @@ def test_too_few_tweets_say_how_many_texts_they_make(bench_gradients, tiny_adapt
     assert len(bench_gradients.build_texts(tiny_adapter, tweets, target=6, n=4)) == 4
     with pytest.raises(SystemExit, match=r"4 tweets made 4\. Ask for --texts 4 "):
         bench_gradients.build_texts(tiny_adapter, tweets, target=6, n=10)
+    with pytest.raises(SystemExit, match=r"made 0\. Use a model with more held-out tweets"):
+        bench_gradients.build_texts(tiny_adapter, tweets, target=60, n=1)
 
 
 def test_memory_only_needs_earlier_results(bench_gradients, tmp_path) -> None:
