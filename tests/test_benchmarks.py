@@ -124,3 +124,24 @@ def test_speed_ups_use_the_chosen_clock(bench_perturbation):
     assert by_wall["library_wall_s"] == 8.0 and by_wall["speedup"] == 4.0
     group["curves"]["ours"].pop("2n")  # nothing of ours reaches the library's error
     assert bench_perturbation.ratios(group, "ours", "lib")["100"]["speedup"] is None
+
+
+def test_attention_bench_pairs_eager_and_sdpa_runs(tiny_adapter) -> None:
+    bench_attention = _load("bench_attention")
+    import torch
+    from conftest import TEXTS
+
+    encoding = tiny_adapter.encode(TEXTS)
+    seen: list[str] = []
+
+    def run() -> None:
+        with torch.no_grad():
+            tiny_adapter.logits(encoding)
+        seen.append(tiny_adapter.model.config._attn_implementation)
+
+    seconds = bench_attention._paired(
+        run, lambda eager: bench_attention._eager_only(tiny_adapter, eager)
+    )
+    assert seen == ["eager", "sdpa", "sdpa", "eager"]
+    assert set(seconds) == {"eager", "sdpa"} and all(s >= 0 for s in seconds.values())
+    assert tiny_adapter._fast_attention == "sdpa"  # restored afterwards

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -173,6 +174,38 @@ def test_predict_proba_and_forward_repeat(tiny_adapter: ModelAdapter) -> None:
         embeds = tiny_adapter.word_embeddings(encoding.input_ids).repeat_interleave(3, dim=0)
         repeated = tiny_adapter.logits(encoding, inputs_embeds=embeds, repeat=3)
     torch.testing.assert_close(repeated[::3], logits)
+
+
+def test_attention_weights_and_fast_passes_from_two_threads(tiny_adapter: ModelAdapter) -> None:
+    # Forward-only passes run on SDPA, attention passes on eager attention: one thread's
+    # switch must never leave the other's call on the wrong implementation.
+    assert tiny_adapter._fast_attention == "sdpa"
+    encoding = tiny_adapter.encode(TEXTS)
+    with torch.no_grad():
+        expected = tiny_adapter.forward(encoding, output_attentions=True).attentions[0]
+    failures: list[str] = []
+
+    def attention_calls() -> None:
+        for _ in range(40):
+            with torch.no_grad():
+                out = tiny_adapter.forward(encoding, output_attentions=True)
+            if not out.attentions or out.attentions[0] is None:
+                failures.append("no attention weights")
+            elif not torch.allclose(out.attentions[0], expected, atol=1e-6):
+                failures.append("different attention weights")
+
+    def fast_calls() -> None:
+        for _ in range(40):
+            with torch.no_grad():
+                tiny_adapter.logits(encoding)
+
+    threads = [threading.Thread(target=f) for f in (attention_calls, fast_calls, fast_calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert tiny_adapter._attention_calls == 0
 
 
 # ---------------------------------------------------------------------- truncation

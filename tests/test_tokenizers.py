@@ -370,3 +370,23 @@ def test_family_truncates_long_texts(family_adapter: ModelAdapter) -> None:
     assert len(e.tokens) == 64 and e.special[0] and e.special[-1]
     assert e.truncated_tokens > 0
     assert all(math.isfinite(s) for s in e.scores)
+
+
+def test_forward_only_passes_use_sdpa_where_the_family_has_it(
+    family_adapter: ModelAdapter, request: pytest.FixtureRequest
+) -> None:
+    family_name = request.node.callspec.params["family_adapter"]
+    expected = None if family_name == "deberta-v2" else "sdpa"  # DeBERTa-v2 has no SDPA
+    assert family_adapter._fast_attention == expected
+    encoding = family_adapter.encode(TEXTS)
+    with torch.no_grad():
+        fast = family_adapter.logits(encoding)
+    assert family_adapter.model.config._attn_implementation == (expected or "eager")
+    with torch.enable_grad():  # autograd passes run on eager attention
+        eager = family_adapter.logits(encoding).detach()
+    assert family_adapter.model.config._attn_implementation == "eager"
+    torch.testing.assert_close(fast, eager, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        family_adapter.logits(encoding)
+        out = family_adapter.forward(encoding, output_attentions=True)  # switches back
+    assert out.attentions is not None and all(a is not None for a in out.attentions)

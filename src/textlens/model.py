@@ -9,6 +9,7 @@ model only through :class:`ModelAdapter`.
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -173,9 +174,13 @@ class ModelAdapter:
             )
         self.device = _resolve_device(device)
         self.model = model.to(self.device).eval()
-        if hasattr(self.model, "set_attn_implementation"):
-            # SDPA returns no attention weights; eager does (needed by attention methods).
-            self.model.set_attn_implementation("eager")
+        # SDPA returns no attention weights; eager does (needed by attention methods), so
+        # eager is the default and SDPA serves the passes that need neither attention
+        # weights nor gradients (see `_attention_for`).
+        self._fast_attention = _sdpa_if_supported(self.model)
+        self._attention_in_use = "eager"
+        self._attention_calls = 0
+        self._attention_switch = threading.Condition()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
         self.tokenizer = tokenizer
@@ -386,16 +391,47 @@ class ModelAdapter:
             ids = batch.input_ids if input_ids is None else input_ids
             kwargs["input_ids"] = ids.to(self.device)
         try:
-            return self.model(
-                **kwargs,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-            )
+            with self._attention_for(output_attentions=output_attentions):
+                return self.model(
+                    **kwargs,
+                    output_attentions=output_attentions,
+                    output_hidden_states=output_hidden_states,
+                )
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ExplanationError(
                 f"The model {self.model_id} failed on a batch of {len(batch)} texts "
                 f"(longest {max(batch.lengths)} tokens): {exc}"
             ) from exc
+
+    @contextlib.contextmanager
+    def _attention_for(self, *, output_attentions: bool) -> Iterator[None]:
+        """Run one model call with the fastest attention that gives what the call needs.
+
+        Forward-only calls without attention weights (predictions, perturbation methods,
+        faithfulness curves) use PyTorch's fused SDPA where the model supports it; calls
+        that return attention weights, and calls under autograd (gradient methods), use
+        eager attention, since SDPA's backward pass was not reliably faster. The figures
+        are in `benchmarks/results/attention.md` (`python benchmarks/bench_attention.py`).
+        Results agree to float32 round-off (relative differences around 1e-6). Calls of
+        one kind run concurrently; a switch waits for the calls of the other kind in
+        flight to finish.
+        """
+        wanted = "eager"
+        if self._fast_attention and not output_attentions and not torch.is_grad_enabled():
+            wanted = self._fast_attention
+        with self._attention_switch:
+            while self._attention_in_use != wanted and self._attention_calls:
+                self._attention_switch.wait()
+            if self._attention_in_use != wanted:
+                self.model.set_attn_implementation(wanted)
+                self._attention_in_use = wanted
+            self._attention_calls += 1
+        try:
+            yield
+        finally:
+            with self._attention_switch:
+                self._attention_calls -= 1
+                self._attention_switch.notify_all()
 
     def logits(self, batch: Encoding, **kwargs: Any) -> torch.Tensor:
         """Logits ``[rows, num_labels]``."""
@@ -480,6 +516,21 @@ def _check_model_folder(path: str | Path) -> Path:
             "tokenizer there with save_pretrained()."
         )
     return folder
+
+
+def _sdpa_if_supported(model: Any) -> str | None:
+    """Leave ``model`` on eager attention; return 'sdpa' if it can switch to SDPA."""
+    if not hasattr(model, "set_attn_implementation"):
+        return None
+    supported = False
+    with _quiet_transformers():
+        try:
+            model.set_attn_implementation("sdpa")
+            supported = getattr(model.config, "_attn_implementation", None) == "sdpa"
+        except (ValueError, ImportError, NotImplementedError):
+            supported = False  # an architecture without SDPA (e.g. DeBERTa-v2)
+        model.set_attn_implementation("eager")
+    return "sdpa" if supported else None
 
 
 @contextlib.contextmanager
