@@ -55,14 +55,17 @@ def _eager_only(adapter: ModelAdapter, eager: bool) -> None:
 
 
 def _paired(run: Callable[[], Any], set_eager: Callable[[bool], None]) -> dict[str, float]:
-    """CPU seconds of ``run`` on eager and on SDPA, each run twice (eager, SDPA, SDPA, eager)."""
+    """CPU seconds of ``run`` on eager and on SDPA, each run twice (eager, SDPA, SDPA, eager).
+
+    Ends on eager: ``set_eager`` may switch the model itself (the forward+backward
+    measurement), and the adapter assumes a model it has not switched is still on eager.
+    """
     seconds = {"eager": 0.0, "sdpa": 0.0}
     for eager in (True, False, False, True):
         set_eager(eager)
         started = time.process_time()
         run()
         seconds["eager" if eager else "sdpa"] += time.process_time() - started
-    set_eager(False)
     return seconds
 
 
@@ -137,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "forward+backward": _paired(gradient, gradient_impl),
             "occlusion": _paired(occlusion, set_eager),
         }
+        set_eager(False)
         for kind in ("forward", "forward+backward", "occlusion"):
             group[kind]["ratio"] = group[kind]["sdpa"] / group[kind]["eager"]
         report["groups"].append(group)

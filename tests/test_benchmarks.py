@@ -144,4 +144,13 @@ def test_attention_bench_pairs_eager_and_sdpa_runs(tiny_adapter) -> None:
     )
     assert seen == ["eager", "sdpa", "sdpa", "eager"]
     assert set(seconds) == {"eager", "sdpa"} and all(s >= 0 for s in seconds.values())
-    assert tiny_adapter._fast_attention == "sdpa"  # restored afterwards
+    bench_attention._eager_only(tiny_adapter, False)
+    assert tiny_adapter._fast_attention == "sdpa"
+
+    # Switching the model itself (the forward+backward measurement) ends on eager, the
+    # implementation the adapter believes the model is on: its next calls stay right.
+    def switch(eager: bool) -> None:
+        tiny_adapter.model.set_attn_implementation("eager" if eager else "sdpa")
+
+    bench_attention._paired(lambda: None, switch)
+    assert tiny_adapter.model.config._attn_implementation == tiny_adapter._attention_in_use
