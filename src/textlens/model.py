@@ -410,7 +410,7 @@ class ModelAdapter:
         Forward-only calls without attention weights (predictions, perturbation methods,
         faithfulness curves) use PyTorch's fused SDPA where the model supports it; calls
         that return attention weights, and calls under autograd (gradient methods), use
-        eager attention, since SDPA's backward pass was not reliably faster. The figures
+        eager attention (their published figures were measured on it). The figures
         are in `benchmarks/results/attention.md` (`python benchmarks/bench_attention.py`).
         Results agree to float32 round-off (relative differences around 1e-6). Calls of
         one kind run concurrently; a switch waits for the calls of the other kind in
