@@ -153,4 +153,8 @@ def test_attention_bench_pairs_eager_and_sdpa_runs(tiny_adapter) -> None:
         tiny_adapter.model.set_attn_implementation("eager" if eager else "sdpa")
 
     bench_attention._paired(lambda: None, switch)
-    assert tiny_adapter.model.config._attn_implementation == tiny_adapter._attention_in_use
+    with torch.no_grad():
+        tiny_adapter.logits(encoding)
+        assert tiny_adapter.model.config._attn_implementation == "sdpa"
+        out = tiny_adapter.forward(encoding, output_attentions=True)
+    assert out.attentions is not None and out.attentions[0] is not None

@@ -178,7 +178,6 @@ class ModelAdapter:
         # eager is the default and SDPA serves the passes that need neither attention
         # weights nor gradients (see `_attention_for`).
         self._fast_attention = _sdpa_if_supported(self.model)
-        self._attention_in_use = "eager"
         self._attention_calls = 0
         self._attention_switch = threading.Condition()
         for parameter in self.model.parameters():
@@ -420,11 +419,13 @@ class ModelAdapter:
         if self._fast_attention and not output_attentions and not torch.is_grad_enabled():
             wanted = self._fast_attention
         with self._attention_switch:
-            while self._attention_in_use != wanted and self._attention_calls:
+            # The model's config is the truth (whoever switched it last), not a copy of it.
+            switchable = hasattr(self.model, "set_attn_implementation")
+            while switchable and self._attention_in_use() != wanted:
+                if not self._attention_calls:
+                    self.model.set_attn_implementation(wanted)
+                    break
                 self._attention_switch.wait()
-            if self._attention_in_use != wanted:
-                self.model.set_attn_implementation(wanted)
-                self._attention_in_use = wanted
             self._attention_calls += 1
         try:
             yield
@@ -432,6 +433,9 @@ class ModelAdapter:
             with self._attention_switch:
                 self._attention_calls -= 1
                 self._attention_switch.notify_all()
+
+    def _attention_in_use(self) -> str | None:
+        return getattr(self.model.config, "_attn_implementation", None)
 
     def logits(self, batch: Encoding, **kwargs: Any) -> torch.Tensor:
         """Logits ``[rows, num_labels]``."""
