@@ -474,14 +474,14 @@ def bench_length(bench: Bench, texts: list[str], log: Callable[[str], None]) -> 
     adaptive = IntegratedGradients(adapter, target_delta=TARGET_DELTA, max_batch_tokens=budget)
     seconds, explanations = timed(lambda: adaptive.explain(texts))
     rel = [e.quality["relative_delta"] for e in explanations]
-    evals = [e.quality["n_steps"] for e in explanations]
+    evals = [e.quality["gradient_evaluations"] for e in explanations]
     adaptive_scores = [np.asarray(e.scores) for e in explanations]
     achieved = float(np.median(rel))
     out["adaptive"] = {
         "target_delta": TARGET_DELTA,
         **times(seconds),
         "evals_per_text": float(np.mean(evals)),
-        "evals_max": int(max(evals)),
+        "evals_max": round(float(max(evals)), 2),
         "relative_delta": summary(rel),
         "all_within_tolerance": bool(all(r <= TARGET_DELTA for r in rel)),
         "all_converged": bool(all(e.quality["converged"] for e in explanations)),
@@ -960,10 +960,75 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="folder for gradients.json and gradients.md",
     )
     parser.add_argument(
+        "--adaptive-counts",
+        action="store_true",
+        help=(
+            "only run adaptive IG (target_delta 0.01) on the benchmark's texts and report its "
+            "nodes and gradient evaluations per text, median and worst relative delta and "
+            "distinct baselines (a few minutes; writes adaptive_counts.json, no timings)"
+        ),
+    )
+    parser.add_argument(
         "--memory-probe", choices=("ours", "captum", "captum-default"), help=argparse.SUPPRESS
     )
     parser.add_argument("--probe-texts", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def texts_per_length(args: argparse.Namespace, target: int) -> int:
+    """How many texts of about ``target`` tokens the run explains."""
+    if args.quick:
+        return 2
+    return (args.long_texts or args.texts) if target >= 200 else args.texts
+
+
+def adaptive_counts(
+    args: argparse.Namespace,
+    adapter: ModelAdapter,
+    tweets: list[str],
+    model_name: str,
+    lengths: Sequence[int],
+    command: str,
+) -> None:
+    """Adaptive IG's evaluation counts on the benchmark's texts, without Captum or timings.
+
+    ``n_steps`` is the nodes on each text's path; ``gradient_evaluations`` is what they
+    cost once the alpha = 0 node is shared by texts with the same baseline and target.
+    """
+    rows = []
+    for target in lengths:
+        texts = build_texts(adapter, tweets, target, texts_per_length(args, target))
+        adaptive = IntegratedGradients(
+            adapter, target_delta=TARGET_DELTA, max_batch_tokens=args.max_batch_tokens
+        )
+        explanations = adaptive.explain(texts)
+        rel = [e.quality["relative_delta"] for e in explanations]
+        baselines = {
+            (n, e.target) for n, e in zip(adapter.encode(texts).lengths, explanations, strict=True)
+        }
+        rows.append(
+            {
+                "target_tokens": target,
+                "texts": len(texts),
+                "nodes_per_text": float(np.mean([e.quality["n_steps"] for e in explanations])),
+                "evals_per_text": float(
+                    np.mean([e.quality["gradient_evaluations"] for e in explanations])
+                ),
+                "relative_delta": summary(rel),
+                "distinct_baselines": len(baselines),
+            }
+        )
+        r = rows[-1]
+        print(
+            f"~{target} tokens, {r['texts']} texts: {r['nodes_per_text']:.2f} nodes and "
+            f"{r['evals_per_text']:.2f} gradient evaluations per text, median rel. delta "
+            f"{r['relative_delta']['median']:.2e} (worst {r['relative_delta']['worst']:.2e}), "
+            f"{r['distinct_baselines']} distinct baselines",
+            flush=True,
+        )
+    save_json = {"model": model_name, "command": command, "lengths": rows}
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "adaptive_counts.json").write_text(json.dumps(save_json, indent=2) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -1001,8 +1066,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         (args.output / "gradients.md").write_text(markdown(report))
         print(markdown(report))
         return
-    bench = Bench(adapter, model_name, tweets, args.max_batch_tokens, args.threads)
     lengths = QUICK_LENGTHS if args.quick else LENGTHS
+    if args.adaptive_counts:
+        adaptive_counts(args, adapter, tweets, model_name, lengths, command)
+        return
+    bench = Bench(adapter, model_name, tweets, args.max_batch_tokens, args.threads)
     report: dict[str, Any] = {
         "model": model_name,
         "machine": machine_info(args.threads),
@@ -1014,7 +1082,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     counts = []
     for target in lengths:
-        n = 2 if args.quick else (args.long_texts or args.texts) if target >= 200 else args.texts
+        n = texts_per_length(args, target)
         counts.append(n)
         texts = build_texts(adapter, tweets, target, n)
         log(f"~{target} tokens, {n} texts")

@@ -79,6 +79,22 @@ def test_too_few_tweets_say_how_many_texts_they_make(bench_gradients, tiny_adapt
         bench_gradients.build_texts(tiny_adapter, tweets, target=60, n=1)
 
 
+def test_adaptive_counts_report_shared_baselines(bench_gradients, tiny_adapter, tmp_path) -> None:
+    """Four same-length texts share one baseline; the counts file says so."""
+    import json
+
+    args = bench_gradients.parse_args(["--texts", "4", "--output", str(tmp_path)])
+    tweets = ["good movie", "bad film", "the plot", "a song"]
+    bench_gradients.adaptive_counts(args, tiny_adapter, tweets, "tiny", [4], "cmd")
+    (row,) = json.loads((tmp_path / "adaptive_counts.json").read_text())["lengths"]
+    assert row["texts"] == 4
+    probabilities = tiny_adapter.predict_proba(tiny_adapter.encode(tweets))
+    targets = {int(p.argmax()) for p in probabilities}
+    assert row["distinct_baselines"] == len(targets)
+    shared = len(targets)  # one alpha = 0 evaluation per target instead of one per text
+    assert row["evals_per_text"] == pytest.approx(row["nodes_per_text"] - (4 - shared) / 4)
+
+
 def test_memory_only_needs_earlier_results(bench_gradients, tmp_path) -> None:
     with pytest.raises(SystemExit, match="does not exist: run the benchmark without"):
         bench_gradients.main(["--memory-only", "--output", str(tmp_path)])

@@ -269,6 +269,60 @@ def test_adaptive_batch_equals_one_by_one(planted_adapter: ModelAdapter) -> None
         np.testing.assert_allclose(alone.scores, e.scores, rtol=1e-4, atol=1e-5)
 
 
+def test_texts_with_the_same_baseline_share_its_gradient_evaluation(
+    planted_adapter: ModelAdapter,
+) -> None:
+    """Same length and target: one evaluation at alpha = 0 serves every such text.
+
+    The gradient rows the model really evaluates are counted; the results stay those
+    of each text alone, and ``gradient_evaluations`` charges the shared row 1/k each.
+    """
+    texts = [  # three positive texts of 6 words, two negative of 6, one positive of 9
+        "the wonderful movie was a day",
+        "a superb film of the year",
+        "the song was delightful at night",
+        "an awful plot with the actor",
+        "the dreadful road in a city",
+        "the wonderful team at the game with a friend",
+    ]
+    lengths = planted_adapter.encode(texts).lengths
+    assert lengths[:5] == [lengths[0]] * 5 and lengths[5] != lengths[0]
+    rows = []
+    logits = planted_adapter.logits
+
+    def counting(batch, **kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is not None and embeds.requires_grad:
+            rows.append(embeds.shape[0])
+        return logits(batch, **kwargs)
+
+    planted_adapter.logits = counting  # type: ignore[method-assign]
+    try:
+        for params in ({"target_delta": 0.01}, {"rule": "riemann_left", "n_steps": 4}):
+            explainer = make_explainer("integrated_gradients", planted_adapter, **params)
+            rows.clear()
+            together = explainer.explain(texts)
+            evaluated = sum(rows)
+            labels = [e.target for e in together]
+            assert labels[:3] == [labels[0]] * 3 and labels[3] == labels[4] != labels[0]
+            # groups at alpha = 0: the three positives, the two negatives, the odd one
+            assert evaluated == sum(e.quality["n_steps"] for e in together) - 3
+            assert sum(e.quality["gradient_evaluations"] for e in together) == pytest.approx(
+                evaluated
+            )
+            assert together[0].quality["gradient_evaluations"] == pytest.approx(
+                together[0].quality["n_steps"] - 1 + 1 / 3
+            )
+            assert together[5].quality["gradient_evaluations"] == together[5].quality["n_steps"]
+            for e in together:
+                (alone,) = explainer.explain([e.text])
+                assert alone.quality["gradient_evaluations"] == alone.quality["n_steps"]
+                np.testing.assert_allclose(alone.scores, e.scores, rtol=1e-4, atol=1e-5)
+                assert alone.delta == pytest.approx(e.delta, abs=1e-5)
+    finally:
+        del planted_adapter.logits
+
+
 # Synthetic paths: ``g(alpha)`` per token and its exact antiderivative ``F``, driven
 # through the same per-text refinement the explainer runs.
 def _drive(g, F, target_delta: float, max_steps: int = 1025) -> _AdaptiveText:

@@ -315,7 +315,13 @@ class IntegratedGradients(_GradientExplainer):
         return [
             Scores(
                 attributions[i, :n],
-                _completeness(attributions[i, :n], f_ends[i, 1], f_ends[i, 0], self.n_steps),
+                _completeness(
+                    attributions[i, :n],
+                    f_ends[i, 1],
+                    f_ends[i, 0],
+                    self.n_steps,
+                    path.evaluations[i],
+                ),
             )
             for i, n in enumerate(path.batch.lengths)
         ]
@@ -334,9 +340,11 @@ class IntegratedGradients(_GradientExplainer):
                 for a in t.refine(self.target_delta, self.max_steps)
             ]
         results = []
-        for t, n in zip(texts, path.batch.lengths, strict=True):
+        for i, (t, n) in enumerate(zip(texts, path.batch.lengths, strict=True)):
             attributions = t.attributions()[:n]
-            quality = _completeness(attributions, t.nodes[1.0][0], t.nodes[0.0][0], len(t.nodes))
+            quality = _completeness(
+                attributions, t.nodes[1.0][0], t.nodes[0.0][0], len(t.nodes), path.evaluations[i]
+            )
             quality["converged"] = t.converged
             quality["intervals"] = len(t.intervals)
             results.append(Scores(attributions, quality))
@@ -368,15 +376,48 @@ class _Path:
             else:
                 self.base = model.word_embeddings(baseline_ids)
         self.direction = self.inputs - self.base
+        # What determines the model's input at alpha = 0: texts with the same key have
+        # the very same baseline input and target, so one evaluation serves them all.
+        ids = baseline_ids
+        if ids is None:
+            keep = batch.special_mask() | (batch.attention_mask == 0)
+            ids = torch.where(keep, batch.input_ids, torch.full_like(batch.input_ids, -1))
+        self._baseline_keys = [
+            (
+                int(targets[i]),
+                tuple(ids[i, :n].tolist()),
+                *(tuple(v[i, :n].tolist()) for v in batch.model_inputs.values()),
+            )
+            for i, n in enumerate(batch.lengths)
+        ]
+        # Gradient evaluations charged to each text; one shared by k texts counts 1/k.
+        self.evaluations = np.zeros(len(batch))
 
     def evaluate(self, rows: Sequence[tuple[int, float]], *, with_gradients: bool) -> PathPoints:
-        """Explained output (and per-token derivative) for each ``(text index, alpha)`` row."""
+        """Explained output (and per-token derivative) for each ``(text index, alpha)`` row.
+
+        Rows at ``alpha = 0`` of texts whose baseline inputs and targets are identical
+        (same length and special tokens, with a 'pad', 'mask' or 'zero' baseline) are
+        evaluated once: the model's output and gradient there are the same, and only
+        the dot product with each text's own direction differs.
+        """
         width = self.inputs.shape[1]
         values = np.zeros(len(rows))
         attributions = np.zeros((len(rows), width))
-        row_costs = [_row_cost(self.batch.lengths[i]) for i, _ in rows]
+        shared_by: dict[int, list[int]] = {}  # evaluated row -> rows that reuse it
+        first: dict[tuple[object, ...], int] = {}
+        for r, (i, a) in enumerate(rows):
+            if a == 0.0:
+                owner = first.setdefault(self._baseline_keys[i], r)
+                if owner != r:
+                    shared_by.setdefault(owner, []).append(r)
+        reused = {r for rs in shared_by.values() for r in rs}
+        todo = [r for r in range(len(rows)) if r not in reused]
+        kept: dict[int, torch.Tensor] = {}  # gradients of the rows that others reuse
+        row_costs = [_row_cost(self.batch.lengths[rows[r][0]]) for r in todo]
         budget = self.owner._pass_tokens()
-        for chunk in pack_batches(row_costs, budget, pad_slack=_PAD_SLACK):
+        for packed in pack_batches(row_costs, budget, pad_slack=_PAD_SLACK):
+            chunk = [todo[c] for c in packed]
             index = torch.tensor([rows[r][0] for r in chunk], device=self.inputs.device)
             alpha = torch.tensor(
                 [rows[r][1] for r in chunk], dtype=self.inputs.dtype, device=self.inputs.device
@@ -396,6 +437,9 @@ class _Path:
                     )
                     (grad,) = torch.autograd.grad(out.sum(), embeds)
                 attributions[chunk, :w] = (grad * direction).sum(-1).cpu().double().numpy()
+                for c, r in enumerate(chunk):
+                    if r in shared_by:
+                        kept[r] = grad[c]
             else:
                 with torch.no_grad():
                     out = target_output(
@@ -404,6 +448,19 @@ class _Path:
                         self.owner.output,
                     )
             values[chunk] = out.detach().cpu().double().numpy()
+        for owner, others in shared_by.items():
+            values[others] = values[owner]
+            if with_gradients:
+                for r in others:
+                    i = rows[r][0]
+                    n = self.batch.lengths[i]
+                    product = kept[owner][:n] * self.direction[i, :n]
+                    attributions[r, :n] = product.sum(-1).cpu().double().numpy()
+        if with_gradients:
+            for r in todo:
+                group = [r, *shared_by.get(r, [])]
+                for g in group:
+                    self.evaluations[rows[g][0]] += 1 / len(group)
         return PathPoints(values, attributions)
 
 
@@ -530,7 +587,7 @@ def quadrature(rule: str, n_steps: int) -> tuple[list[float], np.ndarray]:
 
 
 def _completeness(
-    attributions: np.ndarray, f_x: float, f_base: float, n_steps: int
+    attributions: np.ndarray, f_x: float, f_base: float, n_steps: int, evaluations: float
 ) -> dict[str, object]:
     gap = float(f_x - f_base)
     delta = float(np.sum(attributions) - gap)
@@ -540,5 +597,10 @@ def _completeness(
         "relative_delta": abs(delta) / abs(gap) if gap != 0 else None,
         "f_x": float(f_x),
         "f_baseline": float(f_base),
+        # Points on the path (quadrature nodes) ...
         "n_steps": int(n_steps),
+        # ... and the model gradient evaluations they cost this text: fewer when its
+        # baseline evaluation (alpha = 0) was shared with other texts of the batch,
+        # which counts 1/k for each of the k texts sharing it.
+        "gradient_evaluations": round(float(evaluations), 6),
     }
