@@ -128,7 +128,8 @@ RULE = "true_threat iff program_class(process) != account_class(user)"
 #: 0.57, 0.52); 1,200 x 8 and 2,400 x 8 reach 1.0. With 2,400 the explanations are more
 #: faithful: on 100 held-out alerts the top-2 fields are the deciding ones for 93%
 #: (integrated gradients) and 65% (grad_x_input), against 86% and 52% with 1,200; with
-#: training seed 1 (same data) 65% and 75%: the shares vary from run to run.
+#: training seed 1 (same data) 65% and 75%: the shares vary from run to run, and even
+#: the seed-0 run differs between machines (a fresh build on 2026-11-22: 68% and 57%).
 DEFAULT_N_TRAIN = 2400
 #: A fine-tuning run whose held-out accuracy stays below this did not learn the rule:
 #: the interaction sits on a plateau that not every run leaves (4,800 x 8 stayed at 0.52
