@@ -546,19 +546,38 @@ def _compare(
 
 
 def _match_steps(median_of: Callable[[int], float], target: float) -> int | None:
-    """Smallest ladder step count whose ``median_of(steps)`` is <= ``target``.
+    """Smallest step count whose ``median_of(steps)`` is <= ``target``.
 
     The ladder is walked upwards from the largest required step count below the first
     required one that reaches the target (the median is not quite monotone in the
-    number of steps, so every ladder entry in between is tried, in order).
+    number of steps, so every ladder entry in between is tried, in order). Between the
+    first rung that reaches the target and the rung below it, the step count is then
+    found by bisection, so Captum's need is not rounded up to a rung (which made the
+    adaptive's ratios look better than they are).
     """
     hits = [s for s in REQUIRED_STEPS if median_of(s) <= target]
     first_hit = min(hits, default=None)
     start = max((s for s in REQUIRED_STEPS if first_hit is None or s < first_hit), default=0)
+    below = start
     for steps in (s for s in STEP_LADDER if s > start):
         if median_of(steps) <= target:
-            return steps
+            return _bisect_steps(median_of, target, below, steps)
+        below = steps
     return None
+
+
+def _bisect_steps(median_of: Callable[[int], float], target: float, low: int, high: int) -> int:
+    """Smallest count in ``(low, high]`` reaching ``target``; ``high`` does, ``low`` does not.
+
+    The median is taken as monotone between two neighbouring rungs.
+    """
+    while high - low > 1:
+        middle = (low + high) // 2
+        if median_of(middle) <= target:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def attribution_error(

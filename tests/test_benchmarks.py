@@ -95,6 +95,22 @@ def test_adaptive_counts_report_shared_baselines(bench_gradients, tiny_adapter, 
     assert row["evals_per_text"] == pytest.approx(row["nodes_per_text"] - (4 - shared) / 4)
 
 
+def test_captum_steps_are_matched_exactly_not_rounded_to_a_rung(bench_gradients) -> None:
+    """A median reached first at 29 steps is matched at 29, not at the 32-step rung."""
+    asked = []
+
+    def median_of(steps: int) -> float:
+        asked.append(steps)
+        return 1e-2 if steps < 29 else 1e-3
+
+    assert bench_gradients._match_steps(median_of, 5e-3) == 29
+    assert {16, 32} <= set(asked) and 29 in asked and 28 in asked
+    assert len(asked) <= len(bench_gradients.REQUIRED_STEPS) + 8
+    # the first rung of all reaching it: searched below it down to 1
+    assert bench_gradients._match_steps(lambda steps: 0.0 if steps >= 3 else 1.0, 0.5) == 3
+    assert bench_gradients._match_steps(lambda steps: 1.0, 0.5) is None
+
+
 def test_memory_only_needs_earlier_results(bench_gradients, tmp_path) -> None:
     with pytest.raises(SystemExit, match="does not exist: run the benchmark without"):
         bench_gradients.main(["--memory-only", "--output", str(tmp_path)])
