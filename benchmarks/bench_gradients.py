@@ -1065,6 +1065,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = " ".join(["python", "benchmarks/bench_gradients.py", *(argv or sys.argv[1:])])
     if args.memory_only and args.no_memory:
         raise SystemExit("--memory-only and --no-memory contradict each other: pick one.")
+    if args.memory_only and args.adaptive_counts:
+        raise SystemExit("--memory-only and --adaptive-counts are two separate runs: pick one.")
     existing = args.output / "gradients.json"
     if args.memory_only and not existing.is_file():
         raise SystemExit(

@@ -119,6 +119,8 @@ def test_memory_only_needs_earlier_results(bench_gradients, tmp_path) -> None:
 def test_memory_only_and_no_memory_contradict(bench_gradients, tmp_path) -> None:
     with pytest.raises(SystemExit, match="contradict"):
         bench_gradients.main(["--memory-only", "--no-memory", "--output", str(tmp_path)])
+    with pytest.raises(SystemExit, match="two separate runs"):
+        bench_gradients.main(["--memory-only", "--adaptive-counts", "--output", str(tmp_path)])
 
 
 @pytest.fixture(scope="module")
