@@ -366,12 +366,15 @@ class _Path:
         self.batch = batch
         self.targets = targets
         self.owner = owner
+        # Special tokens and padding are kept as they are in every baseline.
+        keep = batch.special_mask() | (batch.attention_mask == 0)
         with torch.no_grad():
             self.inputs = model.word_embeddings(batch.input_ids)
             if baseline_ids is None:
-                keep = (batch.special_mask() | (batch.attention_mask == 0)).unsqueeze(-1)
                 self.base = torch.where(
-                    keep.to(self.inputs.device), self.inputs, torch.zeros_like(self.inputs)
+                    keep.unsqueeze(-1).to(self.inputs.device),
+                    self.inputs,
+                    torch.zeros_like(self.inputs),
                 )
             else:
                 self.base = model.word_embeddings(baseline_ids)
@@ -379,8 +382,7 @@ class _Path:
         # What determines the model's input at alpha = 0: texts with the same key have
         # the very same baseline input and target, so one evaluation serves them all.
         ids = baseline_ids
-        if ids is None:
-            keep = batch.special_mask() | (batch.attention_mask == 0)
+        if ids is None:  # zero baseline: the kept tokens, then zeros (-1 in the key)
             ids = torch.where(keep, batch.input_ids, torch.full_like(batch.input_ids, -1))
         self._baseline_keys = [
             (
