@@ -210,6 +210,11 @@ class CaptumIG:
     same budget as ours, split into chunks of equal size. With ``budget=None``, Captum's
     defaults instead: one text per call, all steps in one pass (``internal_batch_size``
     left at None), which is how it is most often called.
+
+    The model runs on the attention a transformers 5 user gets by loading it the
+    default way: SDPA where the architecture has it (else eager), set before every
+    call (ours switches the shared model per call; before this was set, Captum simply
+    ran on whichever attention ours' last call had left).
     """
 
     def __init__(self, adapter: ModelAdapter, budget: int | None):
@@ -220,6 +225,7 @@ class CaptumIG:
         self.tokenizer = adapter.tokenizer
         self.budget = budget
         self.lig = LayerIntegratedGradients(self._forward, self.model.get_input_embeddings())
+        self.attention = captum_attention(adapter)
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *extra: Any) -> Any:
         kwargs = {"token_type_ids": extra[0]} if extra else {}
@@ -227,6 +233,8 @@ class CaptumIG:
 
     def explain(self, texts: Sequence[str], n_steps: int) -> list[dict[str, Any]]:
         """Per text: ``scores`` (per token), ``delta``, ``relative_delta``."""
+        if hasattr(self.model, "set_attn_implementation"):
+            self.model.set_attn_implementation(self.attention)
         lengths = [token_count(self.adapter, t) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         results: list[dict[str, Any]] = [{} for _ in texts]
@@ -285,6 +293,11 @@ class CaptumIG:
             }
             for i in range(len(texts))
         ]
+
+
+def captum_attention(adapter: ModelAdapter) -> str:
+    """The attention implementation Captum runs on (see :class:`CaptumIG`)."""
+    return adapter._fast_attention or "eager"
 
 
 def captum_chunking(budget: int, width: int, n_steps: int) -> tuple[int, int]:
@@ -1111,8 +1124,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         result["target_tokens"] = target
         report["lengths"].append(result)
         save(args.output, report)  # partial results survive an interrupted run
-    report["note"] = f"Texts per length: {', '.join(map(str, counts))}" + (
-        " (quick smoke run)." if args.quick else "."
+    report["note"] = (
+        f"Texts per length: {', '.join(map(str, counts))}"
+        + (" (quick smoke run)." if args.quick else ".")
+        + f" Attention: Captum on {captum_attention(adapter)} (a default transformers load),"
+        + " ours on what the adapter picks per call (SDPA where the model has it, for"
+        + " gradient passes too)."
     )
     if not args.no_memory:
         report["memory"] = memory_report(args, adapter, tweets, log)

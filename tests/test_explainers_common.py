@@ -196,18 +196,26 @@ def single_pass(method: str, model: ModelAdapter) -> Explainer:
     return explainer
 
 
-def test_single_pass_methods_run_the_model_once_per_batch(
+def test_single_pass_methods_predict_without_a_model_call_of_its_own(
     single_pass: Explainer, model: ModelAdapter
 ) -> None:
+    """explain() costs the model calls of scoring alone: the prediction shares them."""
     explainer = single_pass
+    encoding = model.encode(TEXTS[:3])
     calls = []
     handle = model.model.register_forward_pre_hook(lambda *_: calls.append(1))
     try:
-        explainer.explain(TEXTS[:3])
-        explainer.explain(TEXTS[:3], target="negative")
+        for target in (None, "negative"):
+            calls.clear()
+            explained = explainer.explain(TEXTS[:3], target=target)
+            explaining = len(calls)
+            calls.clear()
+            explainer._score_encoding(encoding, [e.target for e in explained])
+            assert explaining == len(calls)
+            if explainer.name != "integrated_gradients":  # one pass scores them all
+                assert explaining == 1
     finally:
         handle.remove()
-    assert len(calls) == 2  # one call per explain: prediction and scores share it
 
 
 def test_single_pass_scores_equal_scores_for_given_targets(

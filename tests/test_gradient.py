@@ -204,6 +204,46 @@ def test_f_x_is_the_target_logit_and_specials_get_nothing(planted_adapter: Model
             assert all(s == 0.0 for s, special in zip(e.scores, e.special, strict=True) if special)
 
 
+@pytest.mark.parametrize("params", [{"n_steps": 8}, {"target_delta": 0.01}])
+def test_prediction_comes_from_the_path_at_alpha_one(planted_adapter, params) -> None:
+    """No forward pass of its own for the prediction: every model call is a path row,
+    and the explained output at alpha = 1 is the reported probability of the target."""
+    texts = planted_data(5, seed=3).texts
+    calls: list[tuple[bool, int]] = []  # (with gradients, rows) of each model call
+    logits = planted_adapter.logits
+
+    def counting(batch, **kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        assert embeds is not None, "a model call outside the IG path"
+        calls.append((embeds.requires_grad, int(embeds.shape[0])))
+        return logits(batch, **kwargs)
+
+    explainer = make_explainer(
+        "integrated_gradients", planted_adapter, output="probability", **params
+    )
+    expected = explainer.explain(texts)
+    planted_adapter.logits = counting  # type: ignore[method-assign]
+    try:
+        explained = explainer.explain(texts)
+    finally:
+        del planted_adapter.logits
+    with_gradients = sum(rows for grad, rows in calls if grad)
+    without = sum(rows for grad, rows in calls if not grad)
+    assert with_gradients == pytest.approx(
+        sum(e.quality["gradient_evaluations"] for e in explained)
+    )
+    if "n_steps" in params:  # alpha = 1 for each text, alpha = 0 once per baseline
+        assert len(texts) < without <= 2 * len(texts)
+    else:  # alpha = 1 and alpha = 0 are nodes with gradients
+        assert without == 0
+    reference = planted_adapter.predict_proba(planted_adapter.encode(texts))
+    for e, again, p in zip(explained, expected, reference, strict=True):
+        assert e.target == int(p.argmax())
+        np.testing.assert_allclose(e.probabilities, p, rtol=1e-5, atol=1e-7)
+        assert e.quality["f_x"] == pytest.approx(e.probabilities[e.target], abs=1e-7)
+        np.testing.assert_allclose(e.scores, again.scores, rtol=1e-6, atol=1e-9)
+
+
 def test_planted_model_baselines_are_neutral(planted_adapter, planted_test) -> None:
     """IG on the planted model has something to explain: f(x) - f(baseline) is large."""
     for baseline in ("pad", "mask"):

@@ -372,6 +372,31 @@ def test_family_truncates_long_texts(family_adapter: ModelAdapter) -> None:
     assert all(math.isfinite(s) for s in e.scores)
 
 
+def test_gradients_on_sdpa_equal_gradients_on_eager_attention(family_adapter) -> None:
+    """Gradient passes run on SDPA where the family has it; their gradients are eager's."""
+    encoding = family_adapter.encode(TEXTS)
+
+    def gradient() -> torch.Tensor:
+        embeds = family_adapter.word_embeddings(encoding.input_ids).detach().requires_grad_()
+        with torch.enable_grad():
+            out = family_adapter.logits(encoding, inputs_embeds=embeds)
+            (grad,) = torch.autograd.grad(out[:, 0].sum(), embeds)
+        return grad
+
+    fast = gradient()
+    assert family_adapter.model.config._attn_implementation == (
+        family_adapter._fast_attention or "eager"
+    )
+    original = family_adapter._fast_attention
+    family_adapter._fast_attention = None  # as if the family had no SDPA: eager
+    try:
+        eager = gradient()
+    finally:
+        family_adapter._fast_attention = original
+    assert family_adapter.model.config._attn_implementation == "eager"
+    torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-6)
+
+
 def test_forward_only_passes_use_sdpa_where_the_family_has_it(
     family_adapter: ModelAdapter, request: pytest.FixtureRequest
 ) -> None:
@@ -382,11 +407,12 @@ def test_forward_only_passes_use_sdpa_where_the_family_has_it(
     with torch.no_grad():
         fast = family_adapter.logits(encoding)
     assert family_adapter.model.config._attn_implementation == (expected or "eager")
-    with torch.enable_grad():  # autograd passes run on eager attention
-        eager = family_adapter.logits(encoding).detach()
-    assert family_adapter.model.config._attn_implementation == "eager"
-    torch.testing.assert_close(fast, eager, rtol=1e-5, atol=1e-6)
+    with torch.enable_grad():  # autograd passes need no attention weights either
+        backward = family_adapter.logits(encoding)
+    assert family_adapter.model.config._attn_implementation == (expected or "eager")
     with torch.no_grad():
-        family_adapter.logits(encoding)
         out = family_adapter.forward(encoding, output_attentions=True)  # switches back
+    assert family_adapter.model.config._attn_implementation == "eager"
     assert out.attentions is not None and all(a is not None for a in out.attentions)
+    torch.testing.assert_close(fast, out.logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(backward.detach(), out.logits, rtol=1e-5, atol=1e-6)

@@ -406,17 +406,17 @@ class ModelAdapter:
     def _attention_for(self, *, output_attentions: bool) -> Iterator[None]:
         """Run one model call with the fastest attention that gives what the call needs.
 
-        Forward-only calls without attention weights (predictions, perturbation methods,
-        faithfulness curves) use PyTorch's fused SDPA where the model supports it; calls
-        that return attention weights, and calls under autograd (gradient methods), use
-        eager attention (their published figures were measured on it). The figures
-        are in `benchmarks/results/attention.md` (`python benchmarks/bench_attention.py`).
+        Calls that need no attention weights (predictions, perturbation methods,
+        faithfulness curves, and the forward+backward passes of the gradient methods)
+        use PyTorch's fused SDPA where the model supports it; calls that return
+        attention weights use eager attention. The figures are in
+        `benchmarks/results/attention.md` (`python benchmarks/bench_attention.py`).
         Results agree to float32 round-off (relative differences around 1e-6). Calls of
         one kind run concurrently; a switch waits for the calls of the other kind in
         flight to finish.
         """
         wanted = "eager"
-        if self._fast_attention and not output_attentions and not torch.is_grad_enabled():
+        if self._fast_attention and not output_attentions:
             wanted = self._fast_attention
         with self._attention_switch:
             # The model's config is the truth (whoever switched it last), not a copy of it.

@@ -67,6 +67,14 @@ class Explainer:
         """Most tokens per model call of this method: the budget, or less where faster."""
         return self.max_batch_tokens
 
+    def _text_batch_tokens(self) -> int:
+        """Padded tokens of the groups of texts handed to ``_score_predicting``.
+
+        One model call per group by default (``_pass_tokens``); a method that packs its
+        own rows from a group (integrated gradients' path points) takes larger groups.
+        """
+        return self._pass_tokens()
+
     # ------------------------------------------------------------------ parameters
     @classmethod
     def _all_constraints(cls) -> dict[str, list[Constraint]]:
@@ -145,7 +153,7 @@ class Explainer:
             picked = [self.model.resolve_target(target, p) for p in predicted]
             return torch.tensor(picked, dtype=torch.long, device=logits.device)
 
-        for indices, batch in self.model.iter_batches(encoding, self._pass_tokens()):
+        for indices, batch in self.model.iter_batches(encoding, self._text_batch_tokens()):
             scores, logits = self._score_predicting(batch, choose)
             probabilities[indices] = probabilities_of(logits.detach().float().cpu().numpy())
             for i, s, t in zip(indices, scores, choose(logits).tolist(), strict=True):

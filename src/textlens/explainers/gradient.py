@@ -288,8 +288,23 @@ class IntegratedGradients(_GradientExplainer):
         return params
 
     # ------------------------------------------------------------------ scoring
+    # The prediction comes from the path's own evaluation at alpha = 1 (the unchanged
+    # input), which every mode needs for f(x): no separate forward pass for it.
+    predicts_while_scoring = True
+
+    def _text_batch_tokens(self) -> int:
+        return self.max_batch_tokens  # _Path packs the rows of a group in smaller passes
+
+    def _score_predicting(
+        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[list[Scores], torch.Tensor]:
+        return self._integrate(_Path(self.model, batch, self._baseline_ids(batch), self, choose))
+
     def _score(self, batch: Encoding, targets: torch.Tensor) -> list[Scores]:
-        path = _Path(self.model, batch, targets, self._baseline_ids(batch), self)
+        path = _Path(self.model, batch, self._baseline_ids(batch), self, targets=targets)
+        return self._integrate(path)[0]
+
+    def _integrate(self, path: _Path) -> tuple[list[Scores], torch.Tensor]:
         if self.target_delta is None:
             return self._fixed(path)
         return self._adaptive(path)
@@ -301,35 +316,37 @@ class IntegratedGradients(_GradientExplainer):
         keep = batch.special_mask() | (batch.attention_mask == 0)
         return torch.where(keep, batch.input_ids, torch.full_like(batch.input_ids, fill))
 
-    def _fixed(self, path: _Path) -> list[Scores]:
+    def _fixed(self, path: _Path) -> tuple[list[Scores], torch.Tensor]:
         alphas, weights = quadrature(self.rule, self.n_steps)
         n_texts = len(path.batch)
+        inputs, logits = path.predict(with_gradients=False)
         rows = [(i, a) for i in range(n_texts) for a in alphas]
         points = path.evaluate(rows, with_gradients=True)
         per_text = points.attributions.reshape(n_texts, len(alphas), -1)
         attributions = np.einsum("k,ikt->it", weights, per_text)
-        ends = path.evaluate(
-            [(i, a) for i in range(n_texts) for a in (0.0, 1.0)], with_gradients=False
-        )
-        f_ends = ends.values.reshape(n_texts, 2)
-        return [
+        baselines = path.evaluate([(i, 0.0) for i in range(n_texts)], with_gradients=False)
+        scores = [
             Scores(
                 attributions[i, :n],
                 _completeness(
                     attributions[i, :n],
-                    f_ends[i, 1],
-                    f_ends[i, 0],
+                    inputs.values[i],
+                    baselines.values[i],
                     self.n_steps,
                     path.evaluations[i],
                 ),
             )
             for i, n in enumerate(path.batch.lengths)
         ]
+        return scores, logits
 
-    def _adaptive(self, path: _Path) -> list[Scores]:
+    def _adaptive(self, path: _Path) -> tuple[list[Scores], torch.Tensor]:
         assert self.target_delta is not None
         texts = [_AdaptiveText() for _ in range(len(path.batch))]
-        pending = [(i, a) for i, t in enumerate(texts) for a in t.initial_nodes()]
+        inputs, logits = path.predict(with_gradients=True)
+        for i, t in enumerate(texts):
+            t.nodes[1.0] = (float(inputs.values[i]), inputs.attributions[i])
+        pending = [(i, a) for i, t in enumerate(texts) for a in t.initial_nodes() if a != 1.0]
         while pending:
             points = path.evaluate(pending, with_gradients=True)
             for r, (i, alpha) in enumerate(pending):
@@ -348,7 +365,7 @@ class IntegratedGradients(_GradientExplainer):
             quality["converged"] = t.converged
             quality["intervals"] = len(t.intervals)
             results.append(Scores(attributions, quality))
-        return results
+        return results, logits
 
 
 class _Path:
@@ -358,13 +375,22 @@ class _Path:
         self,
         model: ModelAdapter,
         batch: Encoding,
-        targets: torch.Tensor,
         baseline_ids: torch.Tensor | None,
         owner: IntegratedGradients,
+        choose: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        *,
+        targets: torch.Tensor | None = None,
     ):
+        """The explained class of each text is ``targets``, or picked by ``choose(logits)``
+        from the logits at ``alpha = 1`` in ``predict`` (the predicted class, say)."""
+        if (choose is None) == (targets is None):
+            raise ValueError("_Path takes either targets or a way to choose them")
         self.model = model
         self.batch = batch
-        self.targets = targets
+        self.choose = choose
+        self.targets = torch.zeros(len(batch), dtype=torch.long)
+        if targets is not None:
+            self.targets[:] = targets.cpu()
         self.owner = owner
         # Special tokens and padding are kept as they are in every baseline.
         keep = batch.special_mask() | (batch.attention_mask == 0)
@@ -384,9 +410,8 @@ class _Path:
         ids = baseline_ids
         if ids is None:  # zero baseline: the kept tokens, then zeros (-1 in the key)
             ids = torch.where(keep, batch.input_ids, torch.full_like(batch.input_ids, -1))
-        self._baseline_keys = [
+        self._baseline_inputs = [
             (
-                int(targets[i]),
                 tuple(ids[i, :n].tolist()),
                 *(tuple(v[i, :n].tolist()) for v in batch.model_inputs.values()),
             )
@@ -395,13 +420,33 @@ class _Path:
         # Gradient evaluations charged to each text; one shared by k texts counts 1/k.
         self.evaluations = np.zeros(len(batch))
 
-    def evaluate(self, rows: Sequence[tuple[int, float]], *, with_gradients: bool) -> PathPoints:
+    def predict(self, *, with_gradients: bool) -> tuple[PathPoints, torch.Tensor]:
+        """Evaluate every text at ``alpha = 1`` (its unchanged input), first of all points.
+
+        With ``choose``, the targets are picked there from the logits, and then hold for
+        every other point of the path. Returns the points and the logits
+        ``[texts, classes]``, which are the model's prediction.
+        """
+        logits = torch.zeros(len(self.batch), self.model.num_labels)
+        rows = [(i, 1.0) for i in range(len(self.batch))]
+        points = self.evaluate(rows, with_gradients=with_gradients, logits=logits)
+        self.choose = None  # the targets are known from here on
+        return points, logits
+
+    def evaluate(
+        self,
+        rows: Sequence[tuple[int, float]],
+        *,
+        with_gradients: bool,
+        logits: torch.Tensor | None = None,
+    ) -> PathPoints:
         """Explained output (and per-token derivative) for each ``(text index, alpha)`` row.
 
         Rows at ``alpha = 0`` of texts whose baseline inputs and targets are identical
         (same length and special tokens, with a 'pad', 'mask' or 'zero' baseline) are
         evaluated once: the model's output and gradient there are the same, and only
-        the dot product with each text's own direction differs.
+        the dot product with each text's own direction differs. With ``logits``, the rows'
+        logits go there, indexed by row (``predict``).
         """
         width = self.inputs.shape[1]
         values = np.zeros(len(rows))
@@ -410,7 +455,8 @@ class _Path:
         first: dict[tuple[object, ...], int] = {}
         for r, (i, a) in enumerate(rows):
             if a == 0.0:
-                owner = first.setdefault(self._baseline_keys[i], r)
+                key = (int(self.targets[i]), *self._baseline_inputs[i])
+                owner = first.setdefault(key, r)
                 if owner != r:
                     shared_by.setdefault(owner, []).append(r)
         reused = {r for rs in shared_by.values() for r in rs}
@@ -428,15 +474,15 @@ class _Path:
             w = max(sub.lengths)
             direction = self.direction[index, :w]
             embeds = (self.base[index, :w] + alpha.view(-1, 1, 1) * direction).detach()
-            targets = self.targets[index.cpu()]
+            # At alpha = 1 the unchanged input itself, not base + (input - base), which
+            # can differ from it in the last bit: f(x) is then the model's prediction.
+            ends = alpha == 1.0
+            if bool(ends.any()):
+                embeds[ends] = self.inputs[index[ends], :w]
             if with_gradients:
                 embeds.requires_grad_(True)
                 with torch.enable_grad():
-                    out = target_output(
-                        self.model.logits(sub, inputs_embeds=embeds).float(),
-                        targets,
-                        self.owner.output,
-                    )
+                    out = self._output(sub, embeds, index, chunk, logits)
                     (grad,) = torch.autograd.grad(out.sum(), embeds)
                 attributions[chunk, :w] = (grad * direction).sum(-1).cpu().double().numpy()
                 for c, r in enumerate(chunk):
@@ -444,11 +490,7 @@ class _Path:
                         kept[r] = grad[c]
             else:
                 with torch.no_grad():
-                    out = target_output(
-                        self.model.logits(sub, inputs_embeds=embeds).float(),
-                        targets,
-                        self.owner.output,
-                    )
+                    out = self._output(sub, embeds, index, chunk, logits)
             values[chunk] = out.detach().cpu().double().numpy()
         for owner, others in shared_by.items():
             values[others] = values[owner]
@@ -464,6 +506,22 @@ class _Path:
                 for g in group:
                     self.evaluations[rows[g][0]] += 1 / len(group)
         return PathPoints(values, attributions)
+
+    def _output(
+        self,
+        sub: Encoding,
+        embeds: torch.Tensor,
+        index: torch.Tensor,
+        chunk: list[int],
+        logits: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The explained output of one pass's rows (their targets picked first if asked)."""
+        out = self.model.logits(sub, inputs_embeds=embeds).float()
+        if self.choose is not None:
+            self.targets[index.cpu()] = self.choose(out.detach()).cpu()
+        if logits is not None:
+            logits[chunk] = out.detach().cpu()
+        return target_output(out, self.targets[index.cpu()], self.owner.output)
 
 
 def _row_cost(length: int) -> int:
