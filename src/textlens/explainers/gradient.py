@@ -38,8 +38,9 @@ _ATTENTION_TOKENS = 400
 # passes of 2,048 / 3,072 / 4,096 / 8,192 tokens: 0.527 / 0.524 / 0.549 / 0.650 on 12
 # texts of 20 tokens, 1.63 / 1.62 / 1.62 / 1.74 on 6 of 60, 6.22 / 6.27 / 6.35 / 7.72 on
 # 2 of 198 and 21.0 / 22.3 / 27.3 / 32.3 on one of 510; re-measured on another machine
-# (2026-11-22, eager attention): 3,072 best at 60 and 198 tokens, within 2% at 510
-# and 4% at 20 (where the sizes differ by noise). On a GPU the budget is used as given.
+# (2026-11-22): on eager attention 3,072 best at 60 and 198 tokens, within 2% at 510
+# and 4% at 20; on SDPA (what gradient passes use now) within 2.3% of the best size
+# at every length (20 to 510 tokens). On a GPU the budget is used as given.
 CPU_PASS_TOKENS = 3072
 # Path rows share one model call only if the cheapest is within this share of the
 # costliest (see `_row_cost`): every row is padded to the call's longest, and padding
