@@ -134,6 +134,29 @@ def test_batch_file_keeps_order_and_reports_bad_lines(
     assert "3 of 5 lines could not be explained" in err
 
 
+def test_batch_file_with_a_line_that_is_not_utf8_loses_no_other_row(
+    capsys, model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(
+        b'{"text": "a wonderful day"}\n{"text": "caf\xe9 awful"}\n{"text": "awful road"}\n'
+    )
+    target = tmp_path / "out.jsonl"
+    code, _, err = run(
+        capsys, "explain", str(model_dir), "--input", str(source), "--output", str(target),
+        "-m", "saliency", "--no-progress",
+    )  # fmt: skip
+    assert code == 2
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [r.get("text") for r in rows] == ["a wonderful day", None, "awful road"]
+    assert rows[1] == {
+        "line": 2,
+        "error": "line 2: not UTF-8 (byte 0xe9 at column 14); "
+        "convert the file, e.g. iconv -f latin1 -t utf-8.",
+    }
+    assert "skipped line 2: not UTF-8" in err and "1 of 3 lines could not be explained" in err
+
+
 @pytest.mark.parametrize("fmt", ["csv", "txt"])
 def test_batch_csv_and_plain_lines(capsys, model_dir: Path, tmp_path: Path, fmt: str) -> None:
     source = tmp_path / f"in.{fmt}"

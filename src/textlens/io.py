@@ -52,14 +52,50 @@ def read_records(path: str | Path, fmt: str = "auto") -> Iterator[InputRecord]:
     readers = {"jsonl": _read_jsonl, "csv": _read_csv, "lines": _read_lines}
     if fmt not in readers:
         raise InputFileError(f"Unknown input format {fmt!r}; use jsonl, csv, lines or auto.")
-    try:
-        with file.open(encoding="utf-8", newline="" if fmt == "csv" else None) as handle:
-            yield from readers[fmt](handle)
-    except UnicodeDecodeError as exc:
-        raise InputFileError(
-            f"Input file {file} is not UTF-8 ({exc.reason} at byte {exc.start}). "
-            "Convert it, e.g. iconv -f latin1 -t utf-8."
-        ) from exc
+    with file.open("rb") as raw:
+        lines = _DecodedLines(raw)
+        read = 0  # physical lines behind the records yielded so far
+        for record in readers[fmt](lines):
+            # A line that is not UTF-8 spoils the record it belongs to (the first cause).
+            why = lines.undecodable(read + 1, lines.last)
+            read = lines.last
+            if why is not None:
+                record = InputRecord(record.line, None, error=why)
+            yield record
+
+
+class _DecodedLines:
+    """The lines of a binary file, each decoded as UTF-8 on its own.
+
+    A line that is not UTF-8 does not stop the file: it is decoded with replacement
+    characters so that the readers can go on (a CSV row stays a row), and the record
+    it belongs to is reported as bad, with the byte at fault and how to convert the
+    file. A UTF-8 byte-order mark at the start is dropped.
+    """
+
+    def __init__(self, raw: Any):
+        self._raw = raw
+        self.last = 0  # physical lines read so far
+        self._bad: dict[int, str] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        for data in self._raw:
+            self.last += 1
+            if self.last == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            try:
+                yield data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self._bad[self.last] = (
+                    f"line {self.last}: not UTF-8 (byte 0x{data[exc.start]:02x} at column "
+                    f"{exc.start + 1}); convert the file, e.g. iconv -f latin1 -t utf-8."
+                )
+                yield data.decode("utf-8", errors="replace")
+
+    def undecodable(self, first: int, last: int) -> str | None:
+        """Why lines ``first``..``last`` (one record) cannot be read, or None."""
+        why = [self._bad.pop(n) for n in range(first, last + 1) if n in self._bad]
+        return why[0] if why else None
 
 
 def _checked(
@@ -93,7 +129,11 @@ def _read_jsonl(handle: Any) -> Iterator[InputRecord]:
 
 def _read_csv(handle: Any) -> Iterator[InputRecord]:
     reader = csv.DictReader(handle)
-    if reader.fieldnames is None or "text" not in reader.fieldnames:
+    header = reader.fieldnames
+    why = handle.undecodable(1, 1) if isinstance(handle, _DecodedLines) else None
+    if why is not None:
+        raise InputFileError(why.replace("line 1: ", "The CSV header (line 1) is ", 1))
+    if header is None or "text" not in header:
         raise InputFileError(
             f"The CSV header must have a 'text' column; found {reader.fieldnames or 'no header'}."
         )
@@ -108,6 +148,6 @@ def _read_csv(handle: Any) -> Iterator[InputRecord]:
 
 def _read_lines(handle: Any) -> Iterator[InputRecord]:
     for number, raw in enumerate(handle, start=1):
-        text = raw.rstrip("\n")
+        text = raw.rstrip("\r\n")
         if text.strip():
             yield InputRecord(number, text)
