@@ -910,7 +910,18 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| **{label}** (goal ≤ 1.0) | **{mem[key]:.2f}** | |")
         if report.get("memory_command"):
             lines += ["", f"Memory rows measured separately: `{report['memory_command']}`."]
-    if report.get("command"):
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for group in report["lengths"]:
+        runs.setdefault(group.get("command", report.get("command", "")), []).append(group)
+    if len(runs) > 1:  # groups measured by separate --lengths runs
+        lines.append("")
+        for command, groups in runs.items():
+            loads = {g.get("load_average_at_start") for g in groups} - {None}
+            lines.append(
+                f"- ~{', ~'.join(str(g['target_tokens']) for g in groups)} tokens: `{command}`"
+                + (f" (load average {max(loads):.1f} at the start)." if loads else ".")
+            )
+    elif report.get("command"):
         lines += ["", f"Command: `{report['command']}`."]
     return "\n".join(lines) + "\n"
 
@@ -992,6 +1003,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="folder for gradients.json and gradients.md",
     )
     parser.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        choices=LENGTHS,
+        default=None,
+        help=(
+            "run only these length groups (default: all). If --output already holds "
+            "gradients.json for the same model, the groups measured now replace the ones "
+            "there and the others are kept, each with the command and load that measured it"
+        ),
+    )
+    parser.add_argument(
         "--adaptive-counts",
         action="store_true",
         help=(
@@ -1005,6 +1028,46 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--probe-texts", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def kept_groups(
+    args: argparse.Namespace, existing: Path, report: dict[str, Any], lengths: Sequence[int]
+) -> list[dict[str, Any]]:
+    """The length groups of an earlier report that a ``--lengths`` run keeps.
+
+    Only when ``--lengths`` names a subset and ``existing`` holds a full (not quick) run
+    of the same model, machine, library versions, threads and token budget as
+    ``report`` (the run starting now); each kept group carries the command and load of
+    its own run.
+    """
+    if args.lengths is None or args.quick or not existing.is_file():
+        return []
+    old = json.loads(existing.read_text())
+    model_name = report["model"]
+    if old.get("model") != model_name or old.get("quick"):
+        raise SystemExit(
+            f"{existing} holds results for {old.get('model')!r}"
+            + (" (a quick run)" if old.get("quick") else "")
+            + f", not a full run of {model_name!r}: pass another --output to start afresh."
+        )
+    setup = ("cpu", "nproc", "torch_threads", "torch", "transformers", "captum")
+    changed = [k for k in setup if old["machine"].get(k) != report["machine"].get(k)]
+    if old.get("max_batch_tokens") != report["max_batch_tokens"]:
+        changed.append("token budget")
+    if changed:
+        raise SystemExit(
+            f"{existing} was measured with another {', '.join(changed)} than this run: the"
+            " ratios of one table must come from one setup, so run every length again"
+            " (leave out --lengths) or pass another --output."
+        )
+    kept = []
+    for group in old["lengths"]:
+        if group["target_tokens"] in lengths:
+            continue
+        group.setdefault("command", old["command"])
+        group.setdefault("load_average_at_start", old["machine"].get("load_average_at_start"))
+        kept.append(group)
+    return kept
 
 
 def texts_per_length(args: argparse.Namespace, target: int) -> int:
@@ -1100,7 +1163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         (args.output / "gradients.md").write_text(markdown(report))
         print(markdown(report))
         return
-    lengths = QUICK_LENGTHS if args.quick else LENGTHS
+    lengths = QUICK_LENGTHS if args.quick else tuple(args.lengths or LENGTHS)
     if args.adaptive_counts:
         adaptive_counts(args, adapter, tweets, model_name, lengths, command)
         return
@@ -1114,16 +1177,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         "command": command,
         "lengths": [],
     }
-    counts = []
+    kept = kept_groups(args, existing, report, lengths)
+    if kept:
+        sizes = ", ~".join(str(g["target_tokens"]) for g in kept)
+        log(f"keeping the ~{sizes}-token groups of {existing}")
+        earlier = json.loads(existing.read_text())
+        for key in ("memory", "memory_command"):
+            if key in earlier:
+                report[key] = earlier[key]
     for target in lengths:
         n = texts_per_length(args, target)
-        counts.append(n)
         texts = build_texts(adapter, tweets, target, n)
         log(f"~{target} tokens, {n} texts")
         result = bench_length(bench, texts, log)
         result["target_tokens"] = target
-        report["lengths"].append(result)
+        result["command"] = command
+        result["load_average_at_start"] = report["machine"]["load_average_at_start"]
+        report["lengths"] = sorted(
+            [*kept, *report["lengths"], result], key=lambda g: g["target_tokens"]
+        )
+        kept = []
         save(args.output, report)  # partial results survive an interrupted run
+    counts = [g["n_texts"] for g in report["lengths"]]
     report["note"] = (
         f"Texts per length: {', '.join(map(str, counts))}"
         + (" (quick smoke run)." if args.quick else ".")

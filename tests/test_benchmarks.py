@@ -123,6 +123,38 @@ def test_memory_only_and_no_memory_contradict(bench_gradients, tmp_path) -> None
         bench_gradients.main(["--memory-only", "--adaptive-counts", "--output", str(tmp_path)])
 
 
+def test_a_lengths_run_keeps_the_other_groups_with_their_own_command(
+    bench_gradients, tmp_path
+) -> None:
+    import json
+
+    earlier = json.loads((BENCHMARKS / "results" / "gradients.json").read_text())
+    (tmp_path / "gradients.json").write_text(json.dumps(earlier))
+    existing = tmp_path / "gradients.json"
+    args = bench_gradients.parse_args(["--lengths", "200", "--output", str(tmp_path)])
+    now = {k: earlier[k] for k in ("model", "machine", "max_batch_tokens")}
+    kept = bench_gradients.kept_groups(args, existing, now, (200,))
+    assert [g["target_tokens"] for g in kept] == [20, 60]
+    assert {g["command"] for g in kept} == {earlier["command"]}
+    # Without --lengths nothing is kept; another model or setup is refused.
+    every = bench_gradients.parse_args(["--output", str(tmp_path)])
+    assert bench_gradients.kept_groups(every, existing, now, (20, 60, 200)) == []
+    with pytest.raises(SystemExit, match="pass another --output to start afresh"):
+        bench_gradients.kept_groups(args, existing, {**now, "model": "another"}, (200,))
+    other_torch = {**now, "machine": {**now["machine"], "torch": "9.9"}}
+    with pytest.raises(SystemExit, match="another torch than this run"):
+        bench_gradients.kept_groups(args, existing, other_torch, (200,))
+    with pytest.raises(SystemExit, match="another token budget"):
+        bench_gradients.kept_groups(args, existing, {**now, "max_batch_tokens": 1}, (200,))
+    # The table names each group's command when they differ.
+    redone = dict(next(g for g in earlier["lengths"] if g["target_tokens"] == 200))
+    redone["command"] = "python benchmarks/bench_gradients.py --lengths 200"
+    redone["load_average_at_start"] = 0.5
+    table = bench_gradients.markdown({**earlier, "lengths": [*kept, redone]})
+    assert f"- ~20, ~60 tokens: `{earlier['command']}`" in table
+    assert "- ~200 tokens: `python benchmarks/bench_gradients.py --lengths 200` (load" in table
+
+
 @pytest.fixture(scope="module")
 def bench_perturbation():
     return _load("bench_perturbation")
