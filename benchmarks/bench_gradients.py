@@ -771,13 +771,18 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for group in report["lengths"]:
+        runs.setdefault(group.get("command", report.get("command", "")), []).append(group)
     lines = [
         f"Model: {report['model']}. Machine: {m['cpu']}, nproc={m['nproc']}, "
         f"torch {m['torch']} with {m['torch_threads']} thread(s), Captum {m['captum']}. "
         f"Token budget per forward pass: {report['max_batch_tokens']} (ours and Captum's). "
         f"Seconds are {'process CPU' if report['clock'] == 'cpu' else 'wall-clock'} seconds"
         + (
-            f" (load average {m['load_average_at_start']:.1f} at the start). "
+            " (the length groups come from the runs listed below the table). "
+            if len(runs) > 1
+            else f" (load average {m['load_average_at_start']:.1f} at the start). "
             if m.get("load_average_at_start") is not None
             else ". "
         )
@@ -910,9 +915,6 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| **{label}** (goal ≤ 1.0) | **{mem[key]:.2f}** | |")
         if report.get("memory_command"):
             lines += ["", f"Memory rows measured separately: `{report['memory_command']}`."]
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for group in report["lengths"]:
-        runs.setdefault(group.get("command", report.get("command", "")), []).append(group)
     if len(runs) > 1:  # groups measured by separate --lengths runs
         lines.append("")
         for command, groups in runs.items():

@@ -129,6 +129,9 @@ def test_a_lengths_run_keeps_the_other_groups_with_their_own_command(
     import json
 
     earlier = json.loads((BENCHMARKS / "results" / "gradients.json").read_text())
+    for group in earlier["lengths"]:  # as one run wrote it
+        group.pop("command", None)
+        group.pop("load_average_at_start", None)
     (tmp_path / "gradients.json").write_text(json.dumps(earlier))
     existing = tmp_path / "gradients.json"
     args = bench_gradients.parse_args(["--lengths", "200", "--output", str(tmp_path)])
@@ -153,6 +156,15 @@ def test_a_lengths_run_keeps_the_other_groups_with_their_own_command(
     table = bench_gradients.markdown({**earlier, "lengths": [*kept, redone]})
     assert f"- ~20, ~60 tokens: `{earlier['command']}`" in table
     assert "- ~200 tokens: `python benchmarks/bench_gradients.py --lengths 200` (load" in table
+    assert "come from the runs listed below the table" in table.splitlines()[0]
+    # A group that a --lengths run measured keeps its own command in the next merge.
+    (tmp_path / "gradients.json").write_text(json.dumps({**earlier, "lengths": [*kept, redone]}))
+    again = bench_gradients.parse_args(["--lengths", "20", "--output", str(tmp_path)])
+    commands = {
+        g["target_tokens"]: g["command"]
+        for g in bench_gradients.kept_groups(again, existing, now, (20,))
+    }
+    assert commands == {60: earlier["command"], 200: redone["command"]}
 
 
 @pytest.fixture(scope="module")
