@@ -87,15 +87,19 @@ class _DecodedLines:
                 yield data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 self._bad[self.last] = (
-                    f"line {self.last}: not UTF-8 (byte 0x{data[exc.start]:02x} at column "
-                    f"{exc.start + 1}); convert the file, e.g. iconv -f latin1 -t utf-8."
+                    f"not UTF-8 (byte 0x{data[exc.start]:02x} at column {exc.start + 1}); "
+                    "convert the file, e.g. iconv -f latin1 -t utf-8."
                 )
                 yield data.decode("utf-8", errors="replace")
 
     def undecodable(self, first: int, last: int) -> str | None:
         """Why lines ``first``..``last`` (one record) cannot be read, or None."""
-        why = [self._bad.pop(n) for n in range(first, last + 1) if n in self._bad]
+        why = [f"line {n}: {self._bad.pop(n)}" for n in range(first, last + 1) if n in self._bad]
         return why[0] if why else None
+
+    def header_fault(self) -> str | None:
+        """Why line 1 cannot be read, or None."""
+        return self._bad.pop(1, None)
 
 
 def _checked(
@@ -127,15 +131,15 @@ def _read_jsonl(handle: Any) -> Iterator[InputRecord]:
         yield _checked(number, data.get("text"), data.get("label"), extra)
 
 
-def _read_csv(handle: Any) -> Iterator[InputRecord]:
+def _read_csv(handle: _DecodedLines) -> Iterator[InputRecord]:
     reader = csv.DictReader(handle)
     header = reader.fieldnames
-    why = handle.undecodable(1, 1) if isinstance(handle, _DecodedLines) else None
-    if why is not None:
-        raise InputFileError(why.replace("line 1: ", "The CSV header (line 1) is ", 1))
+    fault = handle.header_fault()
+    if fault is not None:
+        raise InputFileError(f"The CSV header (line 1) is {fault}")
     if header is None or "text" not in header:
         raise InputFileError(
-            f"The CSV header must have a 'text' column; found {reader.fieldnames or 'no header'}."
+            f"The CSV header must have a 'text' column; found {header or 'no header'}."
         )
     for row in reader:
         line = reader.line_num
