@@ -254,3 +254,41 @@ def test_layers_bad_layer_is_a_one_line_error(capsys, model_dir: Path) -> None:
         capsys, "layers", str(model_dir), "the movie was wonderful", "--layer", "9"
     )
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "[1, 2]" in err
+
+
+def test_output_paths_that_cannot_be_written_fail_before_any_work(
+    capsys, model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"text": "a wonderful film"}\n', encoding="utf-8")
+    a_file = tmp_path / "plain"
+    a_file.write_text("x", encoding="utf-8")
+    loads: list[str] = []
+    import textlens.cli as cli
+
+    monkeypatch.setattr(cli, "_load_model", lambda *a, **k: loads.append("load"))
+    cases = [
+        (["explain", str(model_dir), "hi", "--html", str(tmp_path)], "is a directory"),
+        (
+            ["explain", str(model_dir), "--input", str(inp), "--output", str(inp)],
+            "would overwrite the input",
+        ),
+        (
+            ["explain", str(model_dir), "--input", str(inp), "--output", str(a_file / "o.jsonl")],
+            "is a file, not a folder",
+        ),
+        (["layers", str(model_dir), "hi", "--png", str(tmp_path)], "--png"),
+        (
+            ["evaluate", str(model_dir), "--input", str(inp), "--html", str(inp)],
+            "would overwrite the input",
+        ),
+        (["evaluate", str(model_dir), "--input", str(inp), "--html", str(tmp_path)], "directory"),
+        (["demo", "--html", str(a_file / "r.html")], "is a file, not a folder"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert err.count("textlens: error:") == 1 and message in err, (argv, err)
+        assert "Traceback" not in err
+    assert loads == []  # refused before the model load, so no work is lost
+    assert inp.read_text(encoding="utf-8") == '{"text": "a wonderful film"}\n'

@@ -97,6 +97,43 @@ def _load_model(spec: str, device: str, progress: bool = True) -> Any:
     return api.load(spec, device=device)
 
 
+def _check_output_file(value: str | None, flag: str, inputs: Sequence[str | None] = ()) -> None:
+    """Fail before any work when ``value`` (given as ``flag``) cannot be written as a file.
+
+    The heavy work comes before the writing, so a directory, a path through a file, an
+    unwritable place or an output that would overwrite an input is refused up front.
+    """
+    if not value:
+        return
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise InvalidParameterError(
+            f"{flag} {value} is a directory; give a file path, e.g. {path / 'report.html'}."
+            if flag == "--html"
+            else f"{flag} {value} is a directory; give a file path inside it."
+        )
+    for given in inputs:
+        source = Path(given).expanduser() if given else None
+        if source and source.exists() and path.exists() and os.path.samefile(path, source):
+            raise InvalidParameterError(
+                f"{flag} {value} is the input file: writing it would overwrite the input. "
+                "Give another output path."
+            )
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InvalidParameterError(
+            f"{flag} {value} cannot be written: {ancestor} is a file, not a folder."
+        )
+    target = path if path.exists() else ancestor
+    if not os.access(target, os.W_OK):
+        raise InvalidParameterError(
+            f"{flag} {value} cannot be written: no write permission on {target}. "
+            "Choose another path."
+        )
+
+
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
         import torch
@@ -199,6 +236,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InvalidParameterError("--input needs --output FILE for the JSONL results.")
     for method in methods:  # bad parameters fail before the (possibly slow) model load
         _registry()[method].check_parameters(**_method_params(method, options))
+    _check_output_file(args.output, "--output", [args.input])
+    _check_output_file(args.html, "--html", [args.input])
     model = _load_model(args.model, args.device)
     if args.input:
         return _explain_file(model, methods, options, args)
@@ -299,6 +338,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "--serve goes with `textlens demo alerts`; "
             "use `textlens serve demo` for the sentiment model."
         )
+    _check_output_file(args.html, "--html")
     from .demo.run import run_demo
 
     return run_demo(
@@ -319,6 +359,8 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
     if args.layer is not None and args.all_layers:
         raise InvalidParameterError("Give --layer N or --all-layers, not both.")
+    _check_output_file(args.png, "--png")
+    _check_output_file(args.html, "--html")
     model = _load_model(args.model, args.device)
     params: dict[str, Any] = {}
     if args.seed is not None:
@@ -335,8 +377,9 @@ def cmd_layers(args: argparse.Namespace) -> int:
             _print_sweep(sweep)
     png = heatmap_png(sweeps) if (args.png or args.html) else None
     if args.png:
-        Path(args.png).write_bytes(png or b"")
-        print(f"PNG heatmap: {Path(args.png).resolve()}", file=sys.stderr)
+        Path(args.png).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        Path(args.png).expanduser().write_bytes(png or b"")
+        print(f"PNG heatmap: {Path(args.png).expanduser().resolve()}", file=sys.stderr)
     if args.html:
         from .report.layers import write_layers_html
 
@@ -364,6 +407,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.methods is None
         else _resolve_methods([m.strip() for m in args.methods.split(",") if m.strip()], [])
     )
+    _check_output_file(args.html, "--html", [args.input])
     data = load_evaluation_data(args.input, limit=args.limit)
     model = _load_model(args.model, args.device)
     board = leaderboard(model, data, methods, budget_ms=args.budget_ms, masking=args.masking)
