@@ -119,6 +119,11 @@ def test_unknown_method_lists_the_registered_ones(model: ModelAdapter) -> None:
     assert all(name in message for name in METHODS)
 
 
+def test_a_list_of_methods_is_a_clear_error(model: ModelAdapter) -> None:
+    with pytest.raises(UnknownMethodError, match="one name such as 'saliency', not a list"):
+        make_explainer(["saliency", "grad_x_input"], model)  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------- results
 def test_one_finite_score_per_token(method: str, explained: list[Explanation], model) -> None:
     encoding = model.encode(TEXTS)
@@ -177,6 +182,39 @@ def test_target_by_index_and_by_name(method: str, model: ModelAdapter) -> None:
         assert a.target == b.target == 1
         assert a.target_label == "positive"
         assert a.scores == b.scores
+
+
+@pytest.mark.parametrize("budget", [None, 8])
+def test_one_target_per_text_equals_each_text_alone(
+    method: str, model: ModelAdapter, budget: int | None
+) -> None:
+    """A list of targets (None = predicted) gives each text what explaining it alone gives;
+    a budget of 8 tokens splits the texts over many passes."""
+    explainer = build(method, model, **({} if budget is None else {"max_batch_tokens": budget}))
+    texts, targets = TEXTS[:4], ["negative", None, 2, 1]
+    together = explainer.explain(texts, target=targets)
+    for text, target, e in zip(texts, targets, together, strict=True):
+        [alone] = explainer.explain([text], target=target)
+        assert e.target == alone.target
+        assert_same_scores(e, alone)
+    assert [e.target for e in together[::2]] == [0, 2]
+    assert together[1].target == int(np.argmax(together[1].probabilities))
+
+
+def test_per_text_targets_are_checked_before_any_model_call(
+    method: str, model: ModelAdapter
+) -> None:
+    explainer = build(method, model)
+    calls = []
+    handle = model.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        with pytest.raises(InvalidTargetError, match="2 targets were given for 3 texts"):
+            explainer.explain(TEXTS[:3], target=[0, 1])
+        with pytest.raises(InvalidTargetError, match="'bogus'"):
+            explainer.explain(TEXTS[:2], target=[0, "bogus"])
+    finally:
+        handle.remove()
+    assert calls == []
 
 
 def test_prediction_is_the_models(method: str, explained: list[Explanation], model) -> None:

@@ -309,6 +309,26 @@ def test_adaptive_batch_equals_one_by_one(planted_adapter: ModelAdapter) -> None
         np.testing.assert_allclose(alone.scores, e.scores, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("target_delta", [None, 0.01])
+def test_per_text_targets_hold_when_the_prediction_takes_several_passes(
+    planted_adapter: ModelAdapter, monkeypatch, target_delta: float | None
+) -> None:
+    """One row per pass: each text's own target is picked from its own pass's logits."""
+    import textlens.explainers.gradient as gradient
+
+    monkeypatch.setattr(gradient, "CPU_PASS_TOKENS", 1)
+    ig = make_explainer(
+        "integrated_gradients", planted_adapter, n_steps=8, target_delta=target_delta
+    )
+    texts, targets = TEXTS[:4], ["negative", None, 2, 1]
+    together = ig.explain(texts, target=targets)
+    for text, target, e in zip(texts, targets, together, strict=True):
+        [alone] = ig.explain([text], target=target)
+        assert e.target == alone.target
+        np.testing.assert_allclose(e.scores, alone.scores, rtol=1e-5, atol=1e-7)
+    assert [together[0].target, together[2].target, together[3].target] == [0, 2, 1]
+
+
 def test_texts_with_the_same_baseline_share_its_gradient_evaluation(
     planted_adapter: ModelAdapter,
 ) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .explainers import REGISTRY, make_explainer
+from .explainers.base import Targets
 from .explanation import Explanation
 from .model import ModelAdapter
 
@@ -33,13 +34,15 @@ def explain(
     texts: Sequence[str] | str,
     method: str = "integrated_gradients",
     *,
-    target: int | str | None = None,
+    target: Targets = None,
     **params: Any,
 ) -> list[Explanation]:
     """Explain ``texts`` with ``method``; ``params`` are the method's keyword parameters.
 
-    A single string is accepted as a one-text batch. Returns one
-    :class:`~textlens.Explanation` per text, in order.
+    A single string is accepted as a one-text batch. ``target`` is a label name or
+    index for every text, a list with one per text (e.g. the gold labels; None there
+    means that text's predicted class), or None for each text's predicted class.
+    Returns one :class:`~textlens.Explanation` per text, in order.
     """
     batch = [texts] if isinstance(texts, str) else list(texts)
     return make_explainer(method, model, **params).explain(batch, target=target)

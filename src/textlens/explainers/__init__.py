@@ -44,6 +44,11 @@ REGISTRY: dict[str, type[Explainer]] = {
 
 def get_explainer_class(name: str) -> type[Explainer]:
     """The explainer class registered under ``name``."""
+    if not isinstance(name, str):
+        raise UnknownMethodError(
+            f"The method must be one name such as 'saliency', not a {type(name).__name__}. "
+            "To run several methods, explain once per method."
+        )
     try:
         return REGISTRY[name]
     except KeyError:

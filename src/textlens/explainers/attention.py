@@ -6,7 +6,6 @@ scores are the same for every class (their ``quality`` says so).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar, cast
 
 import torch
@@ -14,7 +13,7 @@ import torch
 from .._validation import Constraint, InstanceOf, Options
 from ..errors import InvalidParameterError
 from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter
-from .base import Explainer, Scores
+from .base import Chooser, Explainer, Scores
 
 __all__ = ["Attention", "AttentionRollout"]
 
@@ -83,7 +82,7 @@ class Attention(Explainer):
     predicts_while_scoring = True
 
     def _score_predicting(
-        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+        self, batch: Encoding, choose: Chooser
     ) -> tuple[list[Scores], torch.Tensor]:
         weights, logits = _attentions(self.model, batch)
         att = weights[:, :, :, 0, :]  # [layers, batch, heads, keys]
@@ -119,7 +118,7 @@ class AttentionRollout(Explainer):
     predicts_while_scoring = True
 
     def _score_predicting(
-        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+        self, batch: Encoding, choose: Chooser
     ) -> tuple[list[Scores], torch.Tensor]:
         weights, logits = _attentions(self.model, batch)
         att = weights.mean(2)  # [layers, batch, len, len]

@@ -8,20 +8,35 @@ writes ``_score_predicting(batch, choose)`` instead, so the prediction shares it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 
 from .._validation import Constraint, Interval, check_params
+from ..errors import InvalidTargetError
 from ..explanation import Explanation
 from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter, probabilities_of
 
 __all__ = ["Explainer", "Scores"]
 
 Target = int | str | None
+# One target for every text, or a list with one per text (None there = the predicted class).
+Targets = Target | Sequence[Target]
+
+
+class Chooser(Protocol):
+    """Picks the explained class of each row of ``logits`` ``[rows, classes]``.
+
+    ``rows`` are the rows' positions in the batch being scored (None: all, in order), so a
+    method that runs the unchanged texts in several passes gets each text its own target.
+    """
+
+    def __call__(self, logits: torch.Tensor, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """The target class index of every row of ``logits``."""
+        ...
 
 
 @dataclass
@@ -99,34 +114,55 @@ class Explainer:
         return {k: getattr(self, k) for k in self._all_constraints() if k != "max_batch_tokens"}
 
     # ------------------------------------------------------------------ the verb
-    def explain(self, texts: Sequence[str], target: Target = None) -> list[Explanation]:
+    def explain(self, texts: Sequence[str], target: Targets = None) -> list[Explanation]:
         """Explain ``texts`` (a list of strings) for ``target``.
 
         Parameters
         ----------
         texts : list of str
             The texts; batched internally under ``max_batch_tokens``.
-        target : int, str or None
+        target : int, str, None, or a list of them
             Class index or label name to explain; None explains each text's predicted class.
+            A list gives one target per text (e.g. each text's gold label); a None in it
+            explains that text's predicted class.
 
         Returns
         -------
         list of Explanation
             One per text, in input order.
         """
-        if target is not None:
-            self.model.resolve_target(target, default=0)  # fail before any model call
+        if not isinstance(texts, str):
+            self._per_text_targets(target, len(texts))  # fail before any model call
         encoding = self.model.encode(texts)
         return self.explain_encoding(encoding, target)
 
-    def explain_encoding(self, encoding: Encoding, target: Target = None) -> list[Explanation]:
+    def _per_text_targets(self, target: Targets, n_texts: int) -> list[Target]:
+        """``target`` as one target per text, each checked against the model's labels."""
+        if isinstance(target, (list, tuple, np.ndarray)):
+            per_text = list(target)
+            if len(per_text) != n_texts:
+                raise InvalidTargetError(
+                    f"{len(per_text)} targets were given for {n_texts} texts. Give one target "
+                    "per text (None for the predicted class), or a single target for all."
+                )
+        else:
+            per_text = [target] * n_texts
+        for t in {repr(t): t for t in per_text if t is not None}.values():
+            self.model.resolve_target(t, default=0)
+        return per_text
+
+    def explain_encoding(self, encoding: Encoding, target: Targets = None) -> list[Explanation]:
         """Like :meth:`explain`, on texts already encoded by the model adapter."""
+        per_text = self._per_text_targets(target, len(encoding))
         if self.predicts_while_scoring:
-            scores, probabilities, targets = self._score_and_predict(encoding, target)
+            scores, probabilities, targets = self._score_and_predict(encoding, per_text)
         else:
             logits = self.model.predict_logits(encoding, max_batch_tokens=self.max_batch_tokens)
             probabilities = probabilities_of(logits)
-            targets = [self.model.resolve_target(target, int(p.argmax())) for p in probabilities]
+            targets = [
+                self.model.resolve_target(t, int(p.argmax()))
+                for t, p in zip(per_text, probabilities, strict=True)
+            ]
             self._know_prediction(encoding, logits)
             scores = self._score_encoding(encoding, targets)
         return [
@@ -141,19 +177,28 @@ class Explainer:
         """
 
     def _score_and_predict(
-        self, encoding: Encoding, target: Target
+        self, encoding: Encoding, per_text: list[Target]
     ) -> tuple[list[Scores], np.ndarray, list[int]]:
         """Scores, class probabilities and targets of every text from the method's own passes."""
         results: list[Scores | None] = [None] * len(encoding)
         probabilities = np.zeros((len(encoding), self.model.num_labels))
         targets = [0] * len(encoding)
 
-        def choose(logits: torch.Tensor) -> torch.Tensor:
-            predicted = logits.detach().argmax(dim=-1).tolist()
-            picked = [self.model.resolve_target(target, p) for p in predicted]
-            return torch.tensor(picked, dtype=torch.long, device=logits.device)
-
         for indices, batch in self.model.iter_batches(encoding, self._text_batch_tokens()):
+
+            def choose(
+                logits: torch.Tensor,
+                rows: Sequence[int] | None = None,
+                indices: Sequence[int] = indices,
+            ) -> torch.Tensor:
+                texts = indices if rows is None else [indices[r] for r in rows]
+                predicted = logits.detach().argmax(dim=-1).tolist()
+                picked = [
+                    self.model.resolve_target(per_text[i], p)
+                    for i, p in zip(texts, predicted, strict=True)
+                ]
+                return torch.tensor(picked, dtype=torch.long, device=logits.device)
+
             scores, logits = self._score_predicting(batch, choose)
             probabilities[indices] = probabilities_of(logits.detach().float().cpu().numpy())
             for i, s, t in zip(indices, scores, choose(logits).tolist(), strict=True):
@@ -172,17 +217,22 @@ class Explainer:
     def _score(self, batch: Encoding, targets: torch.Tensor) -> list[Scores]:
         """Return one :class:`Scores` per text of ``batch`` (unpadded length)."""
         if self.predicts_while_scoring:
-            return self._score_predicting(batch, lambda _logits: targets)[0]
+
+            def given(logits: torch.Tensor, rows: Sequence[int] | None = None) -> torch.Tensor:
+                return targets if rows is None else targets[list(rows)]
+
+            return self._score_predicting(batch, given)[0]
         raise NotImplementedError
 
     def _score_predicting(
-        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+        self, batch: Encoding, choose: Chooser
     ) -> tuple[list[Scores], torch.Tensor]:
         """For ``predicts_while_scoring`` methods: scores and the logits of the unchanged texts.
 
         The method runs the model on ``batch`` as it is, gets the logits ``[rows, classes]``,
-        asks ``choose(logits)`` for the targets (the predicted classes, or the requested
-        one) and scores for them: one forward pass serves the prediction and the scores.
+        asks ``choose(logits)`` (``choose(logits, rows)`` for some of the batch's rows) for
+        the targets (the predicted classes, or the requested ones) and scores for them: one
+        forward pass serves the prediction and the scores.
         """
         raise NotImplementedError
 

@@ -8,7 +8,7 @@ embeddings are added by the model and never attributed.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -18,7 +18,7 @@ import torch
 from .._validation import Constraint, Interval, IsNone, Options
 from ..errors import UninformativeScoresWarning
 from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter, pack_batches
-from .base import Explainer, Scores, target_output
+from .base import Chooser, Explainer, Scores, target_output
 
 __all__ = ["GradientXInput", "IntegratedGradients", "Saliency"]
 
@@ -83,7 +83,7 @@ class _GradientExplainer(Explainer):
         return self.max_batch_tokens
 
     def _input_gradients(
-        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+        self, batch: Encoding, choose: Chooser
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Word embeddings of ``batch``, the gradient of the explained output w.r.t. them, logits.
 
@@ -121,7 +121,7 @@ class Saliency(_GradientExplainer):
     predicts_while_scoring = True
 
     def _score_predicting(
-        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+        self, batch: Encoding, choose: Chooser
     ) -> tuple[list[Scores], torch.Tensor]:
         _, grad, logits = self._input_gradients(batch, choose)
         norms = grad.norm(dim=-1).cpu().numpy()
@@ -173,7 +173,7 @@ class GradientXInput(_GradientExplainer):
     predicts_while_scoring = True
 
     def _score_predicting(
-        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+        self, batch: Encoding, choose: Chooser
     ) -> tuple[list[Scores], torch.Tensor]:
         embeds, grad, logits = self._input_gradients(batch, choose)
         products = (grad * embeds).sum(-1)
@@ -298,7 +298,7 @@ class IntegratedGradients(_GradientExplainer):
         return self.max_batch_tokens  # _Path packs the rows of a group in smaller passes
 
     def _score_predicting(
-        self, batch: Encoding, choose: Callable[[torch.Tensor], torch.Tensor]
+        self, batch: Encoding, choose: Chooser
     ) -> tuple[list[Scores], torch.Tensor]:
         return self._integrate(_Path(self.model, batch, self._baseline_ids(batch), self, choose))
 
@@ -379,7 +379,7 @@ class _Path:
         batch: Encoding,
         baseline_ids: torch.Tensor | None,
         owner: IntegratedGradients,
-        choose: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        choose: Chooser | None = None,
         *,
         targets: torch.Tensor | None = None,
     ):
@@ -520,7 +520,7 @@ class _Path:
         """The explained output of one pass's rows (their targets picked first if asked)."""
         out = self.model.logits(sub, inputs_embeds=embeds).float()
         if self.choose is not None:
-            self.targets[index.cpu()] = self.choose(out.detach()).cpu()
+            self.targets[index.cpu()] = self.choose(out.detach(), index.tolist()).cpu()
         if logits is not None:
             logits[chunk] = out.detach().cpu()
         return target_output(out, self.targets[index.cpu()], self.owner.output)
