@@ -134,6 +134,43 @@ def test_batch_file_keeps_order_and_reports_bad_lines(
     assert "3 of 5 lines could not be explained" in err
 
 
+def test_batch_target_field_explains_each_rows_own_class(
+    capsys, model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"text": "a wonderful day", "label": "negative"}\n'
+        '{"text": "awful road", "gold": 2}\n'
+        '{"text": "a wonderful day", "label": "bogus"}\n'
+        '{"text": "awful road"}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+    argv = ["explain", str(model_dir), "--input", str(source), "-m", "saliency", "--no-progress"]
+    code, _, err = run(capsys, *argv, "--output", str(out), "--target-field", "label")
+    assert code == 2 and "1 of 4 lines could not be explained" in err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["explanations"][0]["target"] == 0
+    assert "--target-field label" in rows[2]["error"] and "'bogus'" in rows[2]["error"]
+    predicted = ["negative", "positive", "neutral"].index(rows[3]["prediction"]["label"])
+    assert rows[1]["explanations"][0]["target"] == rows[3]["explanations"][0]["target"] == predicted
+    # The same scores as asking for that class with --target.
+    code, alone, _ = run(capsys, "explain", str(model_dir), "a wonderful day", "-m", "saliency",
+                         "--target", "negative", "--format", "json")  # fmt: skip
+    assert code == 0
+    assert json.loads(alone)["explanations"][0]["scores"] == pytest.approx(
+        rows[0]["explanations"][0]["scores"], rel=1e-4, abs=1e-6
+    )
+    code, _, _ = run(capsys, *argv, "--output", str(out), "--target-field", "gold")
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[1]["explanations"][0]["target"] == 2
+    code, _, err = run(
+        capsys, *argv, "--output", str(out), "--target-field", "gold", "--target", "1"
+    )
+    assert code == 2 and "not both" in err
+
+
 def test_batch_file_with_a_line_that_is_not_utf8_loses_no_other_row(
     capsys, model_dir: Path, tmp_path: Path
 ) -> None:

@@ -210,7 +210,7 @@ def _explain_all(
     encoding = model.encode(texts)
     for method in methods:
         explainer = make_explainer(method, model, **_method_params(method, options))
-        if target is not None:
+        if target is not None and not isinstance(target, list):
             model.resolve_target(target, default=0)
         for i, e in enumerate(explainer.explain_encoding(encoding, target)):
             per_text[i].append(e)
@@ -234,6 +234,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InvalidParameterError("Give texts to explain, or --input FILE (not both).")
     if args.input and not args.output:
         raise InvalidParameterError("--input needs --output FILE for the JSONL results.")
+    if args.target_field and not args.input:
+        raise InvalidParameterError("--target-field goes with --input FILE.")
+    if args.target_field and args.target is not None:
+        raise InvalidParameterError("Give --target or --target-field, not both.")
     for method in methods:  # bad parameters fail before the (possibly slow) model load
         _registry()[method].check_parameters(**_method_params(method, options))
     _check_output_file(args.output, "--output", [args.input])
@@ -266,6 +270,8 @@ def _explain_file(
     from .io import read_records
 
     records = list(read_records(args.input))
+    if args.target_field:
+        records = [_with_row_target(model, r, args.target_field) for r in records]
     bad = [r for r in records if r.error]
     for r in bad:
         print(f"textlens: skipped {r.error}", file=sys.stderr)
@@ -282,7 +288,12 @@ def _explain_file(
         written = 0
         for start in range(0, len(good), chunk):
             batch = good[start : start + chunk]
-            per_text = _explain_all(model, [r.text for r in batch], methods, options, args.target)  # type: ignore[misc]
+            target = (
+                [_row_target(r, args.target_field) for r in batch]
+                if args.target_field
+                else args.target
+            )
+            per_text = _explain_all(model, [r.text for r in batch], methods, options, target)  # type: ignore[misc]
             for r, group in zip(batch, per_text, strict=True):
                 extra = {
                     "line": r.line,
@@ -316,6 +327,30 @@ def _explain_file(
         )
         return EXIT_USER_ERROR
     return 0
+
+
+def _row_target(record: Any, name: str) -> Any:
+    """The value of field ``name`` of an input row: its target, or None (predicted class)."""
+    value = record.label if name == "label" else record.extra.get(name)
+    return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def _with_row_target(model: Any, record: Any, name: str) -> Any:
+    """``record``, or an error row when its field ``name`` is not one of the model's labels."""
+    import dataclasses
+
+    value = None if record.error else _row_target(record, name)
+    if value is None:
+        return record
+    if isinstance(value, str):
+        value = value.strip()
+    try:
+        model.resolve_target(value, default=0)
+    except TextlensError as exc:
+        return dataclasses.replace(
+            record, text=None, error=f"line {record.line}: --target-field {name}: {exc}"
+        )
+    return record
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -505,6 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="method name (repeatable, or 'all'); default integrated_gradients",
     )
     p.add_argument("--target", help="label name or index to explain (default: the predicted class)")
+    p.add_argument(
+        "--target-field",
+        metavar="FIELD",
+        help="with --input: explain the class named in each row's FIELD (e.g. label, the "
+        "gold label); rows without it explain the predicted class",
+    )
     p.add_argument("--level", choices=["token", "word"], default="word")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--html", help="also write a self-contained HTML report here")
