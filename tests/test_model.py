@@ -227,6 +227,27 @@ def test_long_text_is_truncated_with_a_warning(tiny_adapter: ModelAdapter) -> No
     assert short.truncated_tokens == 0
 
 
+def test_a_long_text_gets_one_warning_ours_not_transformers_too(tiny_adapter) -> None:
+    import copy
+    import logging
+
+    tokenizer = copy.deepcopy(tiny_adapter.tokenizer)
+    tokenizer.model_max_length = 8
+    tokenizer.deprecation_warnings.clear()
+    model = ModelAdapter(tiny_adapter.model, tokenizer, model_id="short", max_length=8)
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        with pytest.warns(TruncationWarning):
+            model.encode([" ".join(FILLER[:20])])
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in logged if "Token indices sequence length" in m], logged
+
+
 def test_model_failure_is_an_explanation_error(tiny_adapter: ModelAdapter) -> None:
     # max_length above the model's 64 positions: the model itself fails on a long text.
     model = ModelAdapter(tiny_adapter.model, tiny_adapter.tokenizer, model_id="big", max_length=200)

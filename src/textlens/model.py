@@ -317,6 +317,7 @@ class ModelAdapter:
             max_length=self.max_length if truncate else None,
             return_offsets_mapping=True,
             return_special_tokens_mask=True,
+            verbose=False,  # an over-long text gets our TruncationWarning, not transformers'
         )
         row = {
             "input_ids": list(enc["input_ids"]),
