@@ -171,6 +171,39 @@ def test_batch_target_field_explains_each_rows_own_class(
     assert code == 2 and "not both" in err
 
 
+def test_a_text_the_model_fails_on_costs_only_its_row(
+    capsys, planted_adapter, tmp_path: Path, monkeypatch
+) -> None:
+    import textlens.cli as cli
+    from textlens.model import ModelAdapter
+
+    # The tiny model has 64 positions; an adapter that lets 200 tokens through makes
+    # the model itself fail on a long text.
+    loose = ModelAdapter(planted_adapter.model, planted_adapter.tokenizer, max_length=200)
+    monkeypatch.setattr(cli, "_load_model", lambda *a, **k: loose)
+    source = tmp_path / "in.jsonl"
+    long = " ".join(["the movie"] * 60)
+    source.write_text(
+        "".join(json.dumps({"text": t}) + "\n" for t in ["a wonderful day", long, "awful road"]),
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+    code, _, err = run(
+        capsys, "explain", "m", "--input", str(source), "--output", str(out), "-m", "saliency",
+        "--no-progress", "--html", str(tmp_path / "r.html"),
+    )  # fmt: skip
+    assert code == 2
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3]
+    assert rows[0]["explanations"] and rows[2]["explanations"]
+    assert (
+        rows[1]["error"].startswith("line 2: The model")
+        and "failed on a batch of 1" in rows[1]["error"]
+    )
+    assert "wrote 2 explained texts" in err and "1 of 3 lines could not be explained" in err
+    assert "Traceback" not in err and (tmp_path / "r.html").is_file()
+
+
 def test_batch_file_with_a_line_that_is_not_utf8_loses_no_other_row(
     capsys, model_dir: Path, tmp_path: Path
 ) -> None:

@@ -281,6 +281,7 @@ def _explain_file(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     chunk = max(1, args.chunk_size)
     results: dict[int, dict[str, Any]] = {}
+    failed: dict[int, str] = {}  # line -> why the model failed on that text
     with (
         out_path.open("w", encoding="utf-8") as out,
         tqdm(total=len(good), unit="text", disable=not args.progress, file=sys.stderr) as bar,
@@ -293,8 +294,12 @@ def _explain_file(
                 if args.target_field
                 else args.target
             )
-            per_text = _explain_all(model, [r.text for r in batch], methods, options, target)  # type: ignore[misc]
-            for r, group in zip(batch, per_text, strict=True):
+            done = _explain_rows(model, batch, methods, options, target)
+            for r, group in zip(batch, done, strict=True):
+                if isinstance(group, str):
+                    failed[r.line] = group
+                    print(f"textlens: failed {group}", file=sys.stderr)
+                    continue
                 extra = {
                     "line": r.line,
                     **({"label": r.label} if r.label is not None else {}),
@@ -306,8 +311,9 @@ def _explain_file(
             # Write every record whose turn has come, so output stays in input order.
             while written < len(records):
                 rec = records[written]
-                if rec.error:
-                    out.write(json.dumps({"line": rec.line, "error": rec.error}) + "\n")
+                if rec.error or rec.line in failed:
+                    error = rec.error or failed[rec.line]
+                    out.write(json.dumps({"line": rec.line, "error": error}) + "\n")
                 elif rec.line in results:
                     out.write(json.dumps(results.pop(rec.line), ensure_ascii=False) + "\n")
                 else:
@@ -318,15 +324,41 @@ def _explain_file(
         from .report import write_html
 
         print(f"HTML report: {write_html(args.html, html_explanations)}", file=sys.stderr)
-    print(f"textlens: wrote {len(good)} explained texts to {out_path}", file=sys.stderr)
-    if bad:
+    print(
+        f"textlens: wrote {len(good) - len(failed)} explained texts to {out_path}", file=sys.stderr
+    )
+    if bad or failed:
         print(
-            f"textlens: error: {len(bad)} of {len(records)} lines could not be explained "
+            f"textlens: error: {len(bad) + len(failed)} of {len(records)} lines could not be "
+            "explained "
             "(listed above, and as error rows in the output); fix them and re-run those lines.",
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
     return 0
+
+
+def _explain_rows(
+    model: Any, rows: Sequence[Any], methods: Sequence[str], options: dict[str, Any], target: Any
+) -> list[list[Any] | str]:
+    """Explanations of a chunk of input rows; a row the model fails on gets the reason.
+
+    The chunk runs as one batch; if the model fails on it, each row runs alone, so one
+    text that breaks the model (say, longer than its position table) costs only its row.
+    """
+    from .errors import ExplanationError
+
+    texts = [r.text for r in rows]
+    try:
+        return list(_explain_all(model, texts, methods, options, target))
+    except ExplanationError as exc:
+        if len(rows) == 1:
+            return [f"line {rows[0].line}: {exc}"]
+    targets = target if isinstance(target, list) else [target] * len(rows)
+    done: list[list[Any] | str] = []
+    for row, one in zip(rows, targets, strict=True):
+        done += _explain_rows(model, [row], methods, options, one)
+    return done
 
 
 def _row_target(record: Any, name: str) -> Any:
