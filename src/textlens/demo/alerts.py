@@ -490,7 +490,7 @@ def run_alerts_demo(
     out.write(
         f"Alert-triage model: MiniLM-L6 ({source}) at {info.path}\n"
         f"Held-out accuracy: {info.accuracy:.3f} on {len(info.heldout)} alerts "
-        f"({info.n_train} training alerts, {info.epochs} epochs)\n"
+        f"({info.n_train} training alerts, {info.epochs} epoch{'' if info.epochs == 1 else 's'})\n"
         f"Rule: true_threat iff the process is not of the user's account class; "
         f"deciding fields: {', '.join(DECIDING_FIELDS)}\n\n"
     )

@@ -53,7 +53,8 @@ def run_demo(
     out.write(
         f"Demo model: MiniLM-L6 sentiment classifier ({source}) at {info.path}\n"
         f"Held-out accuracy: {info.accuracy:.3f} on {len(info.heldout)} tweets "
-        f"({info.n_train} training tweets, {info.epochs} epochs)\n\n"
+        f"({info.n_train} training tweets, "
+        f"{info.epochs} epoch{'' if info.epochs == 1 else 's'})\n\n"
     )
     model = api.load(info.path)
     texts = [example.text for example in info.heldout[:n_texts]]
