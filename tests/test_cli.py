@@ -140,7 +140,7 @@ def test_batch_target_field_explains_each_rows_own_class(
     source = tmp_path / "in.jsonl"
     source.write_text(
         '{"text": "a wonderful day", "label": "negative"}\n'
-        '{"text": "awful road", "gold": 2}\n'
+        '{"text": "awful road", "gold": 2, "label": " neutral "}\n'
         '{"text": "a wonderful day", "label": "bogus"}\n'
         '{"text": "awful road"}\n',
         encoding="utf-8",
@@ -153,7 +153,8 @@ def test_batch_target_field_explains_each_rows_own_class(
     assert rows[0]["explanations"][0]["target"] == 0
     assert "--target-field label" in rows[2]["error"] and "'bogus'" in rows[2]["error"]
     predicted = ["negative", "positive", "neutral"].index(rows[3]["prediction"]["label"])
-    assert rows[1]["explanations"][0]["target"] == rows[3]["explanations"][0]["target"] == predicted
+    assert rows[1]["explanations"][0]["target"] == 2  # the label, stripped
+    assert rows[3]["explanations"][0]["target"] == predicted
     # The same scores as asking for that class with --target.
     code, alone, _ = run(capsys, "explain", str(model_dir), "a wonderful day", "-m", "saliency",
                          "--target", "negative", "--format", "json")  # fmt: skip

@@ -364,7 +364,9 @@ def _explain_rows(
 def _row_target(record: Any, name: str) -> Any:
     """The value of field ``name`` of an input row: its target, or None (predicted class)."""
     value = record.label if name == "label" else record.extra.get(name)
-    return None if value is None or (isinstance(value, str) and not value.strip()) else value
+    if isinstance(value, str):
+        value = value.strip() or None
+    return value
 
 
 def _with_row_target(model: Any, record: Any, name: str) -> Any:
@@ -374,8 +376,6 @@ def _with_row_target(model: Any, record: Any, name: str) -> Any:
     value = None if record.error else _row_target(record, name)
     if value is None:
         return record
-    if isinstance(value, str):
-        value = value.strip()
     try:
         model.resolve_target(value, default=0)
     except TextlensError as exc:
