@@ -363,3 +363,22 @@ def test_output_paths_that_cannot_be_written_fail_before_any_work(
         assert "Traceback" not in err
     assert loads == []  # refused before the model load, so no work is lost
     assert inp.read_text(encoding="utf-8") == '{"text": "a wonderful film"}\n'
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--threads", "0", "methods"], "argument --threads: must be >= 1, got 0"),
+        (["--threads", "two", "methods"], "expected a whole number >= 1, got 'two'"),
+        (["explain", "m", "--input", "i", "--output", "o", "--chunk-size", "-5"], "must be >= 1"),
+        (["serve", "m", "--threads", "-2"], "argument --threads: must be >= 1, got -2"),
+    ],
+)
+def test_counts_below_one_are_usage_errors_not_tracebacks(
+    capsys, argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err.splitlines()[-1] and "Traceback" not in err

@@ -41,6 +41,17 @@ PARAM_OPTIONS: dict[str, str] = {
 
 
 # ---------------------------------------------------------------------------- helpers
+def positive_int(value: str) -> int:
+    """An argparse type: an integer >= 1 (thread counts, chunk sizes)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
 def _registry() -> dict[str, Any]:
     from .explainers import REGISTRY
 
@@ -279,7 +290,7 @@ def _explain_file(
     html_explanations: list[Any] = []
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    chunk = max(1, args.chunk_size)
+    chunk = args.chunk_size
     results: dict[int, dict[str, Any]] = {}
     failed: dict[int, str] = {}  # line -> why the model failed on that text
     with (
@@ -555,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textlens", description="Explain BERT-family text classifiers."
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
 
@@ -586,7 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a JSONL ('text' field, optional 'label'), CSV ('text' column) or plain-text file",
     )
     p.add_argument("--output", help="with --input: the JSONL file of results (input order)")
-    p.add_argument("--chunk-size", type=int, default=64, help="texts per step when reading --input")
+    p.add_argument(
+        "--chunk-size", type=positive_int, default=64, help="texts per step when reading --input"
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     _add_method_options(p)

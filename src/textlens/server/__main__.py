@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli import positive_int
 from ..errors import TextlensError
 from . import serve
 
@@ -25,10 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-texts", type=int, default=32)
     parser.add_argument("--max-chars", type=int, default=4000)
     parser.add_argument("--time-budget", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    if args.threads:
+    if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
