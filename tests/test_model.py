@@ -99,6 +99,20 @@ def test_corrupt_weights(saved: Path, tmp_path: Path) -> None:
         ModelAdapter.from_pretrained(folder)
 
 
+def test_a_base_encoder_without_a_trained_head_is_refused(saved: Path, tmp_path: Path) -> None:
+    """A BertModel checkpoint would load with a random classifier: noise, not a model."""
+    from transformers import BertModel
+
+    folder = _copy_without(saved, tmp_path / "base", "model.safetensors")
+    classifier = ModelAdapter.from_pretrained(saved).model
+    BertModel(classifier.config).save_pretrained(folder)
+    with pytest.raises(ModelLoadError) as info:
+        ModelAdapter.from_pretrained(folder)
+    message = str(info.value)
+    assert str(folder) in message
+    assert "classifier.bias, classifier.weight" in message and "BertModel checkpoint" in message
+
+
 def test_slow_tokenizer_and_bad_device() -> None:
     tokenizer = wordpiece_tokenizer(VOCAB)
     model = tiny_bert(len(tokenizer))

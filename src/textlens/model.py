@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,13 +212,17 @@ class ModelAdapter:
                 "tokenizer files written by tokenizer.save_pretrained(folder)."
             ) from exc
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(folder), local_files_only=True, attn_implementation="eager"
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                str(folder),
+                local_files_only=True,
+                attn_implementation="eager",
+                output_loading_info=True,
             )
         except Exception as exc:
             raise ModelLoadError(
                 f"Could not load a sequence-classification model from {folder}: {exc}"
             ) from exc
+        _check_nothing_untrained(folder, model, info.get("missing_keys", ()))
         return cls(model, tokenizer, model_id=str(folder), device=device, max_length=max_length)
 
     # ------------------------------------------------------------------ facts
@@ -521,6 +525,28 @@ def _check_model_folder(path: str | Path) -> Path:
             "tokenizer there with save_pretrained()."
         )
     return folder
+
+
+def _check_nothing_untrained(folder: Path, model: Any, missing_keys: Iterable[str]) -> None:
+    """Refuse a model whose checkpoint lacks some of its parameters.
+
+    transformers fills such parameters with random numbers and only logs it: a base
+    encoder's folder (``BertModel``, say) loads as a classifier with a random head, whose
+    predictions, and so every explanation of them, are noise.
+    """
+    parameters = dict(model.named_parameters())
+    missing = sorted(k for k in missing_keys if k in parameters)
+    if not missing:
+        return
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    saved = getattr(model.config, "architectures", None) or ["an unknown architecture"]
+    raise ModelLoadError(
+        f"Model folder {folder} has no trained weights for {shown}: loading it would fill "
+        "them with random numbers, so its predictions and their explanations would be "
+        f"noise. The folder holds a {', '.join(saved)} checkpoint, not a fine-tuned "
+        "sequence classifier: fine-tune it for classification and save it with "
+        "save_pretrained(), or give the folder of the fine-tuned model."
+    )
 
 
 def _sdpa_if_supported(model: Any) -> str | None:
