@@ -382,3 +382,20 @@ def test_counts_below_one_are_usage_errors_not_tracebacks(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err.splitlines()[-1] and "Traceback" not in err
+
+
+def test_batch_from_standard_input_to_standard_output(capsys, model_dir: Path, monkeypatch) -> None:
+    import io
+
+    data = b'{"text": "a wonderful day"}\n\n{"text": ""}\n{"text": "awful road"}\n'
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, out, err = run(
+        capsys, "explain", str(model_dir), "--input", "-", "--output", "-", "-m", "saliency",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 2  # the empty text is an error row; the others are explained
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["line"] for r in rows] == [1, 3, 4]
+    assert rows[0]["text"] == "a wonderful day" and "error" in rows[1]
+    assert rows[2]["explanations"][0]["method"] == "saliency"
+    assert "wrote 2 explained texts to standard output" in err

@@ -70,3 +70,29 @@ def test_a_csv_header_that_is_not_utf8_is_a_file_error(tmp_path) -> None:
 )
 def test_a_utf8_byte_order_mark_is_dropped(tmp_path, name: str, data: bytes) -> None:
     assert records(tmp_path, name, data) == [(2 if name == "in.csv" else 1, "hello", None)]
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "expected"),
+    [
+        (b'\n{"text": "one"}\n{"text": "two"}\n', "auto", [(2, "one"), (3, "two")]),
+        (b'\xef\xbb\xbf{"text": "bom"}\n', "auto", [(1, "bom")]),
+        (b"first line\n{not json}\n", "auto", [(1, "first line"), (2, "{not json}")]),
+        (b'text,label\n"a, b",x\n', "csv", [(2, "a, b")]),
+        (b'{"text": "x"}\n', "lines", [(1, '{"text": "x"}')]),
+    ],
+)
+def test_standard_input_is_read_with_its_format_sniffed_or_given(
+    monkeypatch, data: bytes, fmt: str, expected: list[tuple[int, str]]
+) -> None:
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    got = [(r.line, r.text) for r in read_records("-", fmt)]
+    assert got == expected
+
+
+def test_an_unknown_format_is_an_input_file_error(tmp_path) -> None:
+    with pytest.raises(InputFileError, match="Unknown input format 'xml'"):
+        list(read_records("-", "xml"))

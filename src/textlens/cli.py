@@ -7,6 +7,7 @@ code 2; nothing here is imported by the library.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -114,7 +115,7 @@ def _check_output_file(value: str | None, flag: str, inputs: Sequence[str | None
     The heavy work comes before the writing, so a directory, a path through a file, an
     unwritable place or an output that would overwrite an input is refused up front.
     """
-    if not value:
+    if not value or (value == "-" and flag == "--output"):
         return
     path = Path(value).expanduser()
     if path.is_dir():
@@ -280,7 +281,7 @@ def _explain_file(
 
     from .io import read_records
 
-    records = list(read_records(args.input))
+    records = list(read_records(args.input, args.input_format))
     if args.target_field:
         records = [_with_row_target(model, r, args.target_field) for r in records]
     bad = [r for r in records if r.error]
@@ -288,13 +289,18 @@ def _explain_file(
         print(f"textlens: skipped {r.error}", file=sys.stderr)
     good = [r for r in records if not r.error]
     html_explanations: list[Any] = []
+    to_stdout = args.output == "-"
     out_path = Path(args.output)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if not to_stdout:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
     chunk = args.chunk_size
     results: dict[int, dict[str, Any]] = {}
     failed: dict[int, str] = {}  # line -> why the model failed on that text
+    sink: Any = (
+        contextlib.nullcontext(sys.stdout) if to_stdout else out_path.open("w", encoding="utf-8")
+    )
     with (
-        out_path.open("w", encoding="utf-8") as out,
+        sink as out,
         tqdm(total=len(good), unit="text", disable=not args.progress, file=sys.stderr) as bar,
     ):
         written = 0
@@ -335,9 +341,8 @@ def _explain_file(
         from .report import write_html
 
         print(f"HTML report: {write_html(args.html, html_explanations)}", file=sys.stderr)
-    print(
-        f"textlens: wrote {len(good) - len(failed)} explained texts to {out_path}", file=sys.stderr
-    )
+    where = "standard output" if to_stdout else out_path
+    print(f"textlens: wrote {len(good) - len(failed)} explained texts to {where}", file=sys.stderr)
     if bad or failed:
         print(
             f"textlens: error: {len(bad) + len(failed)} of {len(records)} lines could not be "
@@ -594,9 +599,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", help="also write a self-contained HTML report here")
     p.add_argument(
         "--input",
-        help="a JSONL ('text' field, optional 'label'), CSV ('text' column) or plain-text file",
+        help="a JSONL ('text' field, optional 'label'), CSV ('text' column) or plain-text "
+        "file; - reads standard input",
     )
-    p.add_argument("--output", help="with --input: the JSONL file of results (input order)")
+    p.add_argument(
+        "--input-format",
+        choices=["auto", "jsonl", "csv", "lines"],
+        default="auto",
+        help="how to read --input (default: by extension; for - , JSONL if it starts with "
+        "'{', else lines)",
+    )
+    p.add_argument(
+        "--output",
+        help="with --input: the JSONL file of results (input order); - writes standard output",
+    )
     p.add_argument(
         "--chunk-size", type=positive_int, default=64, help="texts per step when reading --input"
     )

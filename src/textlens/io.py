@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,27 @@ class InputRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+STDIN = "-"
+FORMATS = ("auto", "jsonl", "csv", "lines")
+
+
 def read_records(path: str | Path, fmt: str = "auto") -> Iterator[InputRecord]:
-    """Yield the records of ``path``; ``fmt`` is 'jsonl', 'csv', 'lines' or 'auto'
-    (by extension)."""
+    """Yield the records of ``path``; ``fmt`` is 'jsonl', 'csv', 'lines' or 'auto'.
+
+    'auto' goes by the extension (.jsonl/.json/.ndjson, .csv, anything else: lines).
+    ``path`` '-' reads standard input, where 'auto' means JSONL if the first non-blank
+    line starts with ``{`` and plain lines otherwise (CSV needs ``fmt='csv'``).
+    """
+    readers = {"jsonl": _read_jsonl, "csv": _read_csv, "lines": _read_lines}
+    if fmt != "auto" and fmt not in readers:
+        raise InputFileError(f"Unknown input format {fmt!r}; use jsonl, csv, lines or auto.")
+    if str(path) == STDIN:
+        head, rest = _first_lines(sys.stdin.buffer)
+        if fmt == "auto":
+            first = next((line for line in head if line.strip()), b"")
+            fmt = "jsonl" if first.lstrip(b"\xef\xbb\xbf \t").startswith(b"{") else "lines"
+        yield from _records(itertools.chain(head, rest), readers[fmt])
+        return
     file = Path(path)
     if not file.is_file():
         raise InputFileError(f"Input file {file} does not exist. Give a JSONL, CSV or text file.")
@@ -49,19 +69,31 @@ def read_records(path: str | Path, fmt: str = "auto") -> Iterator[InputRecord]:
         fmt = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}.get(
             file.suffix.lower(), "lines"
         )
-    readers = {"jsonl": _read_jsonl, "csv": _read_csv, "lines": _read_lines}
-    if fmt not in readers:
-        raise InputFileError(f"Unknown input format {fmt!r}; use jsonl, csv, lines or auto.")
     with file.open("rb") as raw:
-        lines = _DecodedLines(raw)
-        read = 0  # physical lines behind the records yielded so far
-        for record in readers[fmt](lines):
-            # A line that is not UTF-8 spoils the record it belongs to (the first cause).
-            why = lines.undecodable(read + 1, lines.last)
-            read = lines.last
-            if why is not None:
-                record = InputRecord(record.line, None, error=why)
-            yield record
+        yield from _records(raw, readers[fmt])
+
+
+def _first_lines(raw: Any) -> tuple[list[bytes], Iterator[bytes]]:
+    """The lines of ``raw`` up to its first non-blank one, and an iterator over the rest."""
+    lines = iter(raw)
+    head: list[bytes] = []
+    for line in lines:
+        head.append(line)
+        if line.strip():
+            break
+    return head, lines
+
+
+def _records(raw: Iterable[bytes], reader: Any) -> Iterator[InputRecord]:
+    lines = _DecodedLines(raw)
+    read = 0  # physical lines behind the records yielded so far
+    for record in reader(lines):
+        # A line that is not UTF-8 spoils the record it belongs to (the first cause).
+        why = lines.undecodable(read + 1, lines.last)
+        read = lines.last
+        if why is not None:
+            record = InputRecord(record.line, None, error=why)
+        yield record
 
 
 class _DecodedLines:
