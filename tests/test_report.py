@@ -42,3 +42,8 @@ def test_score_color_diverges() -> None:
     r, _g, b = map(int, score_color(-1.0, 1.0, True)[4:-1].split(","))
     assert r > b  # negative: red
     assert score_color(float("nan"), 1.0, True) == "rgb(255,255,255)"
+
+
+def test_a_report_of_no_explanations_says_so() -> None:
+    page = render_html([])
+    assert "No text was explained" in page and "<section>" not in page
