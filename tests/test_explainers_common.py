@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from conftest import PLANTED_RATES, TEXTS, record
 
 from textlens.errors import (
@@ -199,6 +200,10 @@ def test_one_target_per_text_equals_each_text_alone(
         assert_same_scores(e, alone)
     assert [e.target for e in together[::2]] == [0, 2]
     assert together[1].target == int(np.argmax(together[1].probabilities))
+    gold = [1, 0, 2, 1]
+    as_list = [e.scores for e in explainer.explain(texts, target=gold)]
+    for as_array in (np.array(gold), torch.tensor(gold)):
+        assert [e.scores for e in explainer.explain(texts, target=as_array)] == as_list
 
 
 def test_per_text_targets_are_checked_before_any_model_call(

@@ -138,8 +138,8 @@ class Explainer:
 
     def _per_text_targets(self, target: Targets, n_texts: int) -> list[Target]:
         """``target`` as one target per text, each checked against the model's labels."""
-        if isinstance(target, (list, tuple, np.ndarray)):
-            per_text = list(target)
+        if isinstance(target, (list, tuple, np.ndarray, torch.Tensor)):
+            per_text = target.tolist() if isinstance(target, torch.Tensor) else list(target)
             if len(per_text) != n_texts:
                 raise InvalidTargetError(
                     f"{len(per_text)} targets were given for {n_texts} texts. Give one target "
