@@ -594,8 +594,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --input: explain the class named in each row's FIELD (e.g. label, the "
         "gold label); rows without it explain the predicted class",
     )
-    p.add_argument("--level", choices=["token", "word"], default="word")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--level",
+        choices=["token", "word"],
+        default="word",
+        help="text output: scores per word (default) or per sub-word token",
+    )
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="coloured words in the terminal (default) or one JSON object per text",
+    )
     p.add_argument("--html", help="also write a self-contained HTML report here")
     p.add_argument(
         "--input",
@@ -606,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-format",
         choices=["auto", "jsonl", "csv", "lines"],
         default="auto",
-        help="how to read --input (default: by extension; for - , JSONL if it starts with "
+        help="how to read --input (default: by extension; for -, JSONL if it starts with "
         "'{', else lines)",
     )
     p.add_argument(
@@ -617,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-size", type=positive_int, default=64, help="texts per step when reading --input"
     )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _add_method_options(p)
     p.set_defaults(func=cmd_explain)
 
@@ -645,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", "-m", action="append", help="methods (default: all registered)")
     p.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -668,7 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="bfloat16: about 1.8x faster fits on CPUs with native bfloat16 "
         "(AVX512-BF16/AMX) and GPUs",
     )
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--format", choices=["text", "json"], default="text", help="a table (default) or JSON"
+    )
     p.add_argument("--html", help="write the layers x words heatmap as HTML")
     p.add_argument("--png", help="write the heatmap as a PNG")
     p.add_argument("--device", default="cpu")
@@ -690,7 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget-ms", type=float, help="recommend the best method within this time per text"
     )
     p.add_argument("--masking", choices=["mask", "delete", "pad"], default="mask")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--format", choices=["text", "json"], default="text", help="a table (default) or JSON"
+    )
     p.add_argument("--html", help="write the leaderboard report here")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_evaluate)
