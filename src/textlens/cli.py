@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import InvalidParameterError, TextlensError, TruncationWarning
+from .io import FORMATS as INPUT_FORMATS
 
 EXIT_USER_ERROR = 2
 
@@ -222,8 +223,6 @@ def _explain_all(
     encoding = model.encode(texts)
     for method in methods:
         explainer = make_explainer(method, model, **_method_params(method, options))
-        if target is not None and not isinstance(target, list):
-            model.resolve_target(target, default=0)
         for i, e in enumerate(explainer.explain_encoding(encoding, target)):
             per_text[i].append(e)
     return per_text
@@ -614,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--input-format",
-        choices=["auto", "jsonl", "csv", "lines"],
+        choices=INPUT_FORMATS,
         default="auto",
         help="how to read --input (default: by extension; for -, JSONL if it starts with "
         "'{', else lines)",
