@@ -69,7 +69,9 @@ def captum_attributions(
     keep = encoding.special_mask() | (encoding.attention_mask == 0)
 
     def explained(logits: torch.Tensor) -> torch.Tensor:
-        return logits.softmax(-1) if output == "probability" else logits
+        if output == "logit" or model.output_function == "none":
+            return logits
+        return logits.sigmoid() if model.output_function == "sigmoid" else logits.softmax(-1)
 
     if baseline == "zero":
 

@@ -348,6 +348,7 @@ def test_engine_dedups_caches_and_packs(tiny_adapter):
             "autocast": staticmethod(tiny_adapter.autocast),
             "mask_token_id": 4,
             "pad_token_id": 0,
+            "output_function": tiny_adapter.output_function,
         },
     )()
     rows = np.array([[1, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=bool)

@@ -16,17 +16,27 @@ __all__ = ["explain", "load", "methods"]
 DEMO = "demo"
 
 
-def load(path: str | Path, *, device: str = "cpu", max_length: int | None = None) -> ModelAdapter:
+def load(
+    path: str | Path,
+    *,
+    device: str = "cpu",
+    max_length: int | None = None,
+    output_function: str | None = None,
+) -> ModelAdapter:
     """Load a local sequence-classification model folder, or ``"demo"`` for the demo model.
 
     ``"demo"`` builds (first time only, a few minutes) and caches the sentiment model
-    described in the README.
+    described in the README. ``output_function`` ('softmax', 'sigmoid' or 'none')
+    overrides how the model's logits become its reported probabilities, which is
+    otherwise read from its config (``problem_type``, ``num_labels``).
     """
     if str(path) == DEMO:
         from .demo.build import build_sentiment_model
 
         path = build_sentiment_model().path
-    return ModelAdapter.from_pretrained(path, device=device, max_length=max_length)
+    return ModelAdapter.from_pretrained(
+        path, device=device, max_length=max_length, output_function=output_function
+    )
 
 
 def explain(

@@ -99,15 +99,32 @@ def _layer_value(text: str) -> int | str:
         return text
 
 
-def _load_model(spec: str, device: str, progress: bool = True) -> Any:
+def _load_model(args: argparse.Namespace) -> Any:
+    """The model of a command with ``model``, ``--device`` and ``--output-function``."""
     from . import api
 
-    if spec == api.DEMO:
+    path = args.model
+    if path == api.DEMO:
         from .demo.build import build_sentiment_model
 
-        info = build_sentiment_model(progress=progress)
-        return api.load(info.path, device=device)
-    return api.load(spec, device=device)
+        path = build_sentiment_model(progress=True).path
+    return api.load(path, device=args.device, output_function=args.output_function)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--output-function``: how the model of a command is loaded."""
+    from .model import OUTPUT_FUNCTIONS
+
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument(
+        "--output-function",
+        choices=OUTPUT_FUNCTIONS,
+        help=(
+            "how the model's logits become probabilities (default: from its config, as "
+            "transformers' pipeline does: softmax; sigmoid for multi-label or one-logit "
+            "models; none for regression)"
+        ),
+    )
 
 
 def _check_output_file(value: str | None, flag: str, inputs: Sequence[str | None] = ()) -> None:
@@ -253,7 +270,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         _registry()[method].check_parameters(**_method_params(method, options))
     _check_output_file(args.output, "--output", [args.input])
     _check_output_file(args.html, "--html", [args.input])
-    model = _load_model(args.model, args.device)
+    model = _load_model(args)
     if args.input:
         return _explain_file(model, methods, options, args)
     texts = list(args.text)
@@ -443,7 +460,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
         raise InvalidParameterError("Give --layer N or --all-layers, not both.")
     _check_output_file(args.png, "--png")
     _check_output_file(args.html, "--html")
-    model = _load_model(args.model, args.device)
+    model = _load_model(args)
     params: dict[str, Any] = {}
     if args.seed is not None:
         params["seed"] = args.seed
@@ -491,7 +508,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     _check_output_file(args.html, "--html", [args.input])
     data = load_evaluation_data(args.input, limit=args.limit)
-    model = _load_model(args.model, args.device)
+    model = _load_model(args)
     board = leaderboard(model, data, methods, budget_ms=args.budget_ms, masking=args.masking)
     if args.format == "json":
         print(json.dumps(board.to_dict(), ensure_ascii=False))
@@ -507,7 +524,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server.__main__ import main as serve_main
 
-    return serve_main([args.model, *args.server_args])
+    return serve_main([args.model, *args.server_args], prog="textlens serve")
 
 
 # ---------------------------------------------------------------------------- parser
@@ -625,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--chunk-size", type=positive_int, default=64, help="texts per step when reading --input"
     )
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    _add_model_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _add_method_options(p)
     p.set_defaults(func=cmd_explain)
@@ -682,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--html", help="write the layers x words heatmap as HTML")
     p.add_argument("--png", help="write the heatmap as a PNG")
-    p.add_argument("--device", default="cpu")
+    _add_model_options(p)
     p.set_defaults(func=cmd_layers)
 
     p = sub.add_parser(
@@ -705,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["text", "json"], default="text", help="a table (default) or JSON"
     )
     p.add_argument("--html", help="write the leaderboard report here")
-    p.add_argument("--device", default="cpu")
+    _add_model_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(

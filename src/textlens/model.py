@@ -28,7 +28,16 @@ from .errors import (
     TruncationWarning,
 )
 
-__all__ = ["PRECISIONS", "Encoding", "ModelAdapter", "load_model", "pack_batches"]
+__all__ = [
+    "OUTPUT_FUNCTIONS",
+    "PRECISIONS",
+    "Encoding",
+    "ModelAdapter",
+    "load_model",
+    "output_function_of",
+    "pack_batches",
+    "probabilities_of",
+]
 
 _WEIGHT_FILES = (
     "model.safetensors",
@@ -49,6 +58,10 @@ DEFAULT_MAX_BATCH_TOKENS = 8192
 #: Arithmetic of model calls for methods that offer a ``precision`` parameter:
 #: 'bfloat16' runs them under bfloat16 autocast (see :meth:`ModelAdapter.autocast`).
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+#: How logits become the scores a model reports (its "probabilities"): 'softmax' over
+#: the classes of a single-label classifier, 'sigmoid' per label for a multi-label one
+#: (and a one-logit model, e.g. a cross-encoder), 'none' for a regression's raw values.
+OUTPUT_FUNCTIONS: tuple[str, ...] = ("softmax", "sigmoid", "none")
 
 
 @dataclass
@@ -155,6 +168,9 @@ class ModelAdapter:
         'cpu' (default), 'cuda', 'cuda:N' or 'auto' (CUDA when available).
     max_length : int, optional
         Longest input in tokens; defaults to what the model and tokenizer accept.
+    output_function : {'softmax', 'sigmoid', 'none'}, optional
+        How logits become the reported scores; by default read from the model's config
+        as transformers' text-classification pipeline does (see :func:`output_function_of`).
     """
 
     def __init__(
@@ -165,7 +181,13 @@ class ModelAdapter:
         model_id: str = "in-memory",
         device: str = "cpu",
         max_length: int | None = None,
+        output_function: str | None = None,
     ) -> None:
+        if output_function is not None and output_function not in OUTPUT_FUNCTIONS:
+            raise InvalidParameterError(
+                f"output_function must be one of {', '.join(OUTPUT_FUNCTIONS)}; got "
+                f"{output_function!r}."
+            )
         if not getattr(tokenizer, "is_fast", False):
             raise ModelLoadError(
                 f"textlens needs a fast tokenizer (with character offsets) for {model_id!r}; "
@@ -186,6 +208,7 @@ class ModelAdapter:
         self.model_id = model_id
         self.max_length = max_length or _default_max_length(model.config, tokenizer)
         self.labels = _labels(model.config)
+        self.output_function = output_function or output_function_of(model.config)
         self._input_names = [
             n for n in tokenizer.model_input_names if n not in ("input_ids", "attention_mask")
         ]
@@ -193,15 +216,24 @@ class ModelAdapter:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, device: str = "cpu", max_length: int | None = None
+        cls,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        max_length: int | None = None,
+        output_function: str | None = None,
     ) -> ModelAdapter:
         """Load a model folder saved with ``save_pretrained`` (never touches a hub)."""
         folder = _check_model_folder(path)
         with _quiet_transformers():
-            return cls._load(folder, device=device, max_length=max_length)
+            return cls._load(
+                folder, device=device, max_length=max_length, output_function=output_function
+            )
 
     @classmethod
-    def _load(cls, folder: Path, *, device: str, max_length: int | None) -> ModelAdapter:
+    def _load(
+        cls, folder: Path, *, device: str, max_length: int | None, output_function: str | None
+    ) -> ModelAdapter:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         try:
@@ -223,12 +255,24 @@ class ModelAdapter:
                 f"Could not load a sequence-classification model from {folder}: {exc}"
             ) from exc
         _check_nothing_untrained(folder, model, info.get("missing_keys", ()))
-        return cls(model, tokenizer, model_id=str(folder), device=device, max_length=max_length)
+        return cls(
+            model,
+            tokenizer,
+            model_id=str(folder),
+            device=device,
+            max_length=max_length,
+            output_function=output_function,
+        )
 
     # ------------------------------------------------------------------ facts
     @property
     def num_labels(self) -> int:
         return len(self.labels)
+
+    @property
+    def has_probabilities(self) -> bool:
+        """False for a regression model, whose "probabilities" are its raw output values."""
+        return self.output_function != "none"
 
     @property
     def num_layers(self) -> int:
@@ -459,8 +503,12 @@ class ModelAdapter:
     def predict_proba(
         self, encoding: Encoding, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     ) -> np.ndarray:
-        """Class probabilities ``[len(encoding), num_labels]``, batched under a token budget."""
-        return probabilities_of(self.predict_logits(encoding, max_batch_tokens=max_batch_tokens))
+        """Class probabilities ``[len(encoding), num_labels]``, batched under a token budget.
+
+        They are the model's reported scores, through its :attr:`output_function`.
+        """
+        logits = self.predict_logits(encoding, max_batch_tokens=max_batch_tokens)
+        return probabilities_of(logits, self.output_function)
 
     def iter_batches(
         self, encoding: Encoding, max_batch_tokens: int, rows_per_item: int = 1
@@ -470,10 +518,38 @@ class ModelAdapter:
             yield indices, encoding.select(indices)
 
 
-def probabilities_of(logits: np.ndarray) -> np.ndarray:
-    """Softmax of float32 ``logits`` ``[rows, classes]``, as float64 (as the model computes it)."""
-    probabilities = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1)
-    return probabilities.numpy().astype(np.float64)
+def probabilities_of(logits: np.ndarray, function: str = "softmax") -> np.ndarray:
+    """Scores of float32 ``logits`` ``[rows, classes]`` through ``function``, as float64.
+
+    Computed in float32, as the model would; ``function`` is one of :data:`OUTPUT_FUNCTIONS`.
+    """
+    tensor = torch.as_tensor(logits, dtype=torch.float32)
+    return apply_output_function(tensor, function).numpy().astype(np.float64)
+
+
+def apply_output_function(logits: torch.Tensor, function: str) -> torch.Tensor:
+    """``logits`` ``[rows, classes]`` through ``function`` (see :data:`OUTPUT_FUNCTIONS`)."""
+    if function == "softmax":
+        return torch.softmax(logits, dim=-1)
+    if function == "sigmoid":
+        return torch.sigmoid(logits)
+    return logits
+
+
+def output_function_of(config: Any) -> str:
+    """How a model's logits become its reported scores, read from its config.
+
+    The rule of transformers' text-classification pipeline: ``problem_type`` 'regression'
+    means raw values ('none'); 'multi_label_classification', or a single logit (a binary
+    scorer such as a cross-encoder), means a sigmoid per label; otherwise a softmax over
+    the classes.
+    """
+    problem_type = getattr(config, "problem_type", None)
+    if problem_type == "regression":
+        return "none"
+    if problem_type == "multi_label_classification" or int(config.num_labels) == 1:
+        return "sigmoid"
+    return "softmax"
 
 
 def check_texts(texts: Sequence[str] | str) -> list[str]:
@@ -497,10 +573,16 @@ def check_texts(texts: Sequence[str] | str) -> list[str]:
 
 
 def load_model(
-    path: str | Path, *, device: str = "cpu", max_length: int | None = None
+    path: str | Path,
+    *,
+    device: str = "cpu",
+    max_length: int | None = None,
+    output_function: str | None = None,
 ) -> ModelAdapter:
     """Load a local model folder; see :meth:`ModelAdapter.from_pretrained`."""
-    return ModelAdapter.from_pretrained(path, device=device, max_length=max_length)
+    return ModelAdapter.from_pretrained(
+        path, device=device, max_length=max_length, output_function=output_function
+    )
 
 
 def _check_model_folder(path: str | Path) -> Path:

@@ -223,6 +223,8 @@ def faithfulness(
     explanations = list(explanations)
     if not explanations:
         raise InvalidInputError("No explanations were given to evaluate.")
+    if not model.has_probabilities:  # a regression: its "probability" is its raw value
+        output = "logit"
     before = engine.model_evaluations
     plans: list[_Plan | None] = []
     for start in range(0, len(explanations), max(1, batch_texts)):
@@ -283,7 +285,10 @@ def log_odds_drop(
     """Log-odds drop at ``log_odds_fraction``; keyword arguments as for :func:`faithfulness`."""
     result = faithfulness(model, explanations, **kwargs).log_odds
     if result is None:
-        raise InvalidParameterError("The log-odds drop needs output='probability'.")
+        raise InvalidParameterError(
+            "The log-odds drop needs probabilities: use output='probability' with a "
+            "classifier (a regression model's outputs are not probabilities)."
+        )
     return result
 
 

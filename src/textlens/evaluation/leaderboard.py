@@ -786,7 +786,7 @@ def evaluate_explanations(
         METRICS[name]
         if name
         not in ("comprehensiveness_aopc", "sufficiency_aopc", "deletion_area", "insertion_area")
-        else get_metric(name, output=output)
+        else get_metric(name, output=output if model.has_probabilities else "logit")
         for name in _COLUMN_ORDER
         if any(name in row and math.isfinite(row[name].value) for row in rows.values())
     ]

@@ -18,7 +18,13 @@ import torch
 from .._validation import Constraint, Interval, check_params
 from ..errors import InvalidTargetError
 from ..explanation import Explanation
-from ..model import DEFAULT_MAX_BATCH_TOKENS, Encoding, ModelAdapter, probabilities_of
+from ..model import (
+    DEFAULT_MAX_BATCH_TOKENS,
+    Encoding,
+    ModelAdapter,
+    apply_output_function,
+    probabilities_of,
+)
 
 __all__ = ["Explainer", "Scores"]
 
@@ -158,7 +164,7 @@ class Explainer:
             scores, probabilities, targets = self._score_and_predict(encoding, per_text)
         else:
             logits = self.model.predict_logits(encoding, max_batch_tokens=self.max_batch_tokens)
-            probabilities = probabilities_of(logits)
+            probabilities = probabilities_of(logits, self.model.output_function)
             targets = [
                 self.model.resolve_target(t, int(p.argmax()))
                 for t, p in zip(per_text, probabilities, strict=True)
@@ -200,7 +206,9 @@ class Explainer:
                 return torch.tensor(picked, dtype=torch.long, device=logits.device)
 
             scores, logits = self._score_predicting(batch, choose)
-            probabilities[indices] = probabilities_of(logits.detach().float().cpu().numpy())
+            probabilities[indices] = probabilities_of(
+                logits.detach().float().cpu().numpy(), self.model.output_function
+            )
             for i, s, t in zip(indices, scores, choose(logits).tolist(), strict=True):
                 results[i], targets[i] = s, t
         return [r for r in results if r is not None], probabilities, targets
@@ -261,7 +269,12 @@ class Explainer:
         )
 
 
-def target_output(logits: torch.Tensor, targets: torch.Tensor, output: str) -> torch.Tensor:
-    """The explained scalar per row: the target's logit or its probability."""
-    values = torch.softmax(logits, dim=-1) if output == "probability" else logits
+def target_output(
+    logits: torch.Tensor, targets: torch.Tensor, output: str, function: str = "softmax"
+) -> torch.Tensor:
+    """The explained scalar per row: the target's logit or its probability.
+
+    The probability is the logits through ``function``, the model's output function.
+    """
+    values = apply_output_function(logits, function) if output == "probability" else logits
     return values.gather(1, targets.view(-1, 1).to(values.device)).squeeze(1)

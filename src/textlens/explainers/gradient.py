@@ -92,7 +92,9 @@ class _GradientExplainer(Explainer):
         embeds = self.model.word_embeddings(batch.input_ids).detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.model.logits(batch, inputs_embeds=embeds)
-            values = target_output(logits.float(), choose(logits), self.output)
+            values = target_output(
+                logits.float(), choose(logits), self.output, self.model.output_function
+            )
             (grad,) = torch.autograd.grad(values.sum(), embeds)
         return embeds.detach(), grad, logits.detach()
 
@@ -523,7 +525,9 @@ class _Path:
             self.targets[index.cpu()] = self.choose(out.detach(), index.tolist()).cpu()
         if logits is not None:
             logits[chunk] = out.detach().cpu()
-        return target_output(out, self.targets[index.cpu()], self.owner.output)
+        return target_output(
+            out, self.targets[index.cpu()], self.owner.output, self.owner.model.output_function
+        )
 
 
 def _row_cost(length: int) -> int:

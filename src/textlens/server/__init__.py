@@ -66,6 +66,7 @@ def serve(
     methods: Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
     api_key: str | None = None,
     device: str = "cpu",
+    output_function: str | None = None,
     log_level: str = "info",
     **options: Any,
 ) -> None:
@@ -88,6 +89,9 @@ def serve(
         Required ``X-API-Key`` header value; defaults to ``$TEXTLENS_API_KEY``.
     device : str
         Where the model runs when loaded here.
+    output_function : {'softmax', 'sigmoid', 'none'}, optional
+        How the model's logits become probabilities when loaded here (default: from
+        its config).
     log_level : str
         uvicorn's log level.
     """
@@ -99,12 +103,14 @@ def serve(
             f"Binding to {host!r} exposes the model to other machines; set an API key "
             f"(--api-key or ${API_KEY_ENV}) or bind to 127.0.0.1."
         )
-    adapter = load_served_model(model, device=device)
+    adapter = load_served_model(model, device=device, output_function=output_function)
     app = create_app(adapter, methods=methods, api_key=api_key, **options)
     uvicorn.run(app, host=host.strip("[]"), port=port, log_level=log_level, access_log=False)
 
 
-def load_served_model(model: str | Path | ModelAdapter, *, device: str = "cpu") -> ModelAdapter:
+def load_served_model(
+    model: str | Path | ModelAdapter, *, device: str = "cpu", output_function: str | None = None
+) -> ModelAdapter:
     """A model adapter from a folder, ``"demo"``, ``"demo-alerts"`` or an adapter."""
     from .. import api
     from ..model import ModelAdapter
@@ -114,5 +120,5 @@ def load_served_model(model: str | Path | ModelAdapter, *, device: str = "cpu") 
     if str(model) == "demo-alerts":
         from ..demo.alerts import build_alerts_model
 
-        return api.load(build_alerts_model().path, device=device)
-    return api.load(model, device=device)
+        model = build_alerts_model().path
+    return api.load(model, device=device, output_function=output_function)

@@ -10,8 +10,10 @@ from ..errors import TextlensError
 from . import serve
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m textlens.server", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m textlens.server") -> int:
+    from ..model import OUTPUT_FUNCTIONS
+
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("model", help="model folder, 'demo' or 'demo-alerts'")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -27,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-chars", type=int, default=4000)
     parser.add_argument("--time-budget", type=float, default=10.0)
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    parser.add_argument(
+        "--output-function",
+        choices=OUTPUT_FUNCTIONS,
+        help="softmax, sigmoid or none (default: from the model's config)",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -41,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             methods=methods,
             api_key=args.api_key,
+            device=args.device,
+            output_function=args.output_function,
             log_level=args.log_level,
             batching=args.batching,
             max_batch=args.max_batch,

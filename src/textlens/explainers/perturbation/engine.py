@@ -125,11 +125,19 @@ def make_game(
     return TextGame(b"|".join(digest), ids, extra, token_feature, len(features), target)
 
 
-def output_values(logits: np.ndarray, target: int, output: str) -> np.ndarray:
-    """The explained scalar of each row of ``logits`` ``[rows, classes]`` (float64)."""
+def output_values(
+    logits: np.ndarray, target: int, output: str, function: str = "softmax"
+) -> np.ndarray:
+    """The explained scalar of each row of ``logits`` ``[rows, classes]`` (float64).
+
+    The probability is the logits through ``function``, the model's output function
+    (see :data:`textlens.model.OUTPUT_FUNCTIONS`).
+    """
     logits = np.asarray(logits, dtype=np.float64)
-    if output == "logit":
+    if output == "logit" or function == "none":
         return logits[:, target].copy()
+    if function == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * logits[:, target]))  # no overflow
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp[:, target] / exp.sum(axis=1)
@@ -215,7 +223,11 @@ class Engine:
         for (game, _), row_keys in zip(requests, keys, strict=True):
             store = self._cache[game.key]
             logits = np.stack([store[k] for k in row_keys]) if row_keys else np.zeros((0, 1))
-            values = output_values(logits, game.target, self.output) if row_keys else np.zeros(0)
+            values = (
+                output_values(logits, game.target, self.output, self.model.output_function)
+                if row_keys
+                else np.zeros(0)
+            )
             results.append(values)
         self._evict()
         return results

@@ -159,6 +159,7 @@ class Shap(SampledExplainer):
         surrogate_phi = surrogate_se = None
         if (
             self.output == "probability"
+            and self.model.has_probabilities
             and not design.exact
             and len(y) >= _SURROGATE_MIN_ROWS_PER_PLAYER * plan.n_groups
         ):

@@ -153,7 +153,7 @@ function render(data, elapsed) {
     const row = el("div", "prob-row");
     const bar = el("div", "prob-bar");
     const fill = el("div");
-    fill.style.width = `${(100 * p).toFixed(1)}%`;
+    fill.style.width = `${(100 * Math.min(Math.max(p, 0), 1)).toFixed(1)}%`;  // a regression's values are not in [0, 1]
     bar.append(fill);
     row.append(el("span", "", name), bar, el("span", "", p.toFixed(3)));
     probs.append(row);
