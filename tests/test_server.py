@@ -330,6 +330,9 @@ ERRORS: list[tuple[str, Any, int, str]] = [
     ("empty methods", {"texts": ["the movie"], "methods": []}, 422, "invalid_request"),
     ("unknown label", {"texts": ["the movie"], "target": "great"}, 422, "unknown_target"),
     ("label index out of range", {"texts": ["the movie"], "target": 7}, 422, "unknown_target"),
+    ("a target per text, too few", {"texts": ["a", "b"], "target": [0]}, 422, "unknown_target"),
+    ("an unknown label in the list", {"texts": ["a"], "target": ["nope"]}, 422, "unknown_target"),
+    ("a bool in the list", {"texts": ["a"], "target": [True]}, 422, "invalid_request"),
     ("unknown level", {"texts": ["the movie"], "level": "sentence"}, 422, "invalid_request"),
     ("field level for texts", {"texts": ["the movie"], "level": "field"}, 422, "invalid_level"),
     ("top_k 0", {"texts": ["the movie"], "top_k": 0}, 422, "invalid_request"),
@@ -609,6 +612,23 @@ def test_different_targets_and_params_are_not_mixed(served: ModelAdapter) -> Non
     # one call for the two requests with target 0, one for the predicted target
     assert metric(metrics.text, "textlens_model_calls_total", 'method="grad_x_input"') == 2
     assert metric(metrics.text, "textlens_model_calls_total", 'method="integrated_gradients"') == 2
+
+
+def test_one_target_per_text(served: ModelAdapter) -> None:
+    """A list target explains each text for its own label, as the library does."""
+    app = create_app(served, max_wait_ms=300)
+    targets = ["negative", None, 0, "positive"]
+    body = {"texts": TEXTS[:4], "target": targets, "methods": ["grad_x_input", "saliency"]}
+    [response, metrics] = asyncio.run(_concurrent(app, [body]))
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    for method_index, method in enumerate(["grad_x_input", "saliency"]):
+        want = make_explainer(method, served).explain(TEXTS[:4], target=targets)
+        for result, expected in zip(results, want, strict=True):
+            assert_same_explanation(result["explanations"][method_index], expected.to_dict())
+    assert [r["explanations"][0]["target_label"] for r in results][::2] == ["negative"] * 2
+    # texts with the same target share one model call: three targets, three calls
+    assert metric(metrics.text, "textlens_model_calls_total", 'method="grad_x_input"') == 3
 
 
 class _Recorder:

@@ -3,8 +3,9 @@
 Endpoints (JSON unless said otherwise; the OpenAPI schema is at ``/openapi.json``):
 
 - ``POST /v1/predict``: ``{"texts": [...]}`` or ``{"records": [...]}`` -> labels and probabilities.
-- ``POST /v1/explain``: the same plus optional ``methods``, ``target``, ``level``
-  (token|word|field), ``top_k`` (<= 5) and ``params`` -> per text the prediction, every
+- ``POST /v1/explain``: the same plus optional ``methods``, ``target`` (a label, or a list
+  with one per text), ``level`` (token|word|field), ``top_k`` (<= 5) and ``params`` -> per
+  text the prediction, every
   method's explanation (the JSON of ``textlens explain --format json``) and its key reasons.
 - ``GET /v1/methods``, ``GET /v1/model``, ``GET /healthz``, ``GET /metrics`` (Prometheus text).
 - ``GET /``: the web page.

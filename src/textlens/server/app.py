@@ -288,9 +288,9 @@ def _add_api_routes(app: FastAPI, service: Service, secured: list[Any]) -> None:
         inputs = service.check_inputs(body.texts, body.records)
         methods = service.check_methods(body.methods)
         params = service.check_params(methods, body.params)
-        target = service.check_target(body.target)
+        targets = service.check_target(body.target, len(inputs.texts))
         result = await service.explain(
-            inputs, methods, params, target, body.level, body.top_k, started
+            inputs, methods, params, targets, body.level, body.top_k, started
         )
         return JSONResponse(result)
 

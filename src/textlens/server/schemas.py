@@ -49,8 +49,10 @@ class ExplainRequest(PredictRequest):
     methods: list[str] | None = Field(
         None, description="Method names (GET /v1/methods); default: the server's default method."
     )
-    target: int | str | None = Field(
-        None, description="Label name or index to explain; default: each text's predicted label."
+    target: int | str | list[int | str | None] | None = Field(
+        None,
+        description="Label name or index to explain, or a list with one per text (null: that "
+        "text's predicted label); default: each text's predicted label.",
     )
     level: Level | None = Field(
         None,

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import (
     InvalidInputError,
     InvalidParameterError,
+    InvalidTargetError,
     TruncationWarning,
     UnknownMethodError,
 )
@@ -204,10 +205,10 @@ class Service:
             return explainer.explain_encoding(encoding, key.target)
 
     async def _submit_all(
-        self, keys: Sequence[Hashable], texts: list[str], started: float
+        self, jobs: Sequence[tuple[Hashable, list[str]]], started: float
     ) -> list[list[Any]]:
-        """Run one job per key over ``texts`` within the time budget."""
-        tasks = [asyncio.ensure_future(self.batcher.submit(key, texts)) for key in keys]
+        """Run every ``(key, texts)`` job within the time budget; results in job order."""
+        tasks = [asyncio.ensure_future(self.batcher.submit(key, texts)) for key, texts in jobs]
         remaining = self.limits.time_budget_s - (time.perf_counter() - started)
         try:
             _, pending = await asyncio.wait(tasks, timeout=max(remaining, 0.0))
@@ -351,14 +352,27 @@ class Service:
             merged[method] = {**self.methods[method], **asked}
         return merged
 
-    def check_target(self, target: int | str | None) -> int | None:
-        if target is None:
-            return None
-        return self.model.resolve_target(target, default=0)
+    def check_target(
+        self, target: int | str | Sequence[int | str | None] | None, n_texts: int
+    ) -> list[int | None]:
+        """One class index (or None: the predicted class) per text.
+
+        ``target`` is one label name or index for every text, or a list with one per text.
+        """
+        if isinstance(target, (list, tuple)):
+            if len(target) != n_texts:
+                raise InvalidTargetError(
+                    f"'target' has {len(target)} entries for {n_texts} texts; give one per "
+                    "text (null for the predicted label), or a single label for all."
+                )
+            per_text = list(target)
+        else:
+            per_text = [target] * n_texts
+        return [None if t is None else self.model.resolve_target(t, default=0) for t in per_text]
 
     # ------------------------------------------------------------------ the two verbs
     async def predict(self, inputs: Inputs, started: float) -> dict[str, Any]:
-        [probabilities] = await self._submit_all([_PREDICT], inputs.texts, started)
+        [probabilities] = await self._submit_all([(_PREDICT, inputs.texts)], started)
         self.texts.inc("predict", amount=len(inputs.texts))
         results = []
         for i, (text, p) in enumerate(zip(inputs.texts, probabilities, strict=True)):
@@ -379,7 +393,7 @@ class Service:
         inputs: Inputs,
         methods: list[str],
         params: dict[str, dict[str, Any]],
-        target: int | None,
+        targets: list[int | None],
         level: str | None,
         top_k: int,
         started: float,
@@ -396,13 +410,26 @@ class Service:
             raise ApiError(
                 422, "invalid_request", f"'top_k' must be in [1, {MAX_REASONS}]. Got {top_k}."
             )
-        keys = [ExplainKey(m, tuple(sorted(params[m].items())), target) for m in methods]
-        per_method = await self._submit_all(keys, inputs.texts, started)
+        # Texts with the same target share a job (and, across requests, model calls).
+        by_target: dict[int | None, list[int]] = {}
+        for i, t in enumerate(targets):
+            by_target.setdefault(t, []).append(i)
+        jobs, places = [], []
+        for m, method in enumerate(methods):
+            settings = tuple(sorted(params[method].items()))
+            for t, rows in by_target.items():
+                jobs.append((ExplainKey(method, settings, t), [inputs.texts[i] for i in rows]))
+                places.append((m, rows))
+        done = await self._submit_all(jobs, started)
+        per_method: list[list[Explanation | None]] = [[None] * len(targets) for _ in methods]
+        for (m, rows), group in zip(places, done, strict=True):
+            for i, e in zip(rows, group, strict=True):
+                per_method[m][i] = e
         for method in methods:
             self.texts.inc(method, amount=len(inputs.texts))
         results = []
         for i, text in enumerate(inputs.texts):
-            explanations: list[Explanation] = [group[i] for group in per_method]
+            explanations = [e for e in (group[i] for group in per_method) if e is not None]
             if inputs.rendered is not None:
                 explanations = [with_fields(e, inputs.rendered[i]) for e in explanations]
             first = explanations[0]
