@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import InvalidParameterError, TextlensError, TruncationWarning
+from .errors import InvalidInputError, InvalidParameterError, TextlensError, TruncationWarning
 from .io import FORMATS as INPUT_FORMATS
 
 EXIT_USER_ERROR = 2
@@ -266,6 +266,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InvalidParameterError("--target-field goes with --input FILE.")
     if args.target_field and args.target is not None:
         raise InvalidParameterError("Give --target or --target-field, not both.")
+    if args.pair_field and not args.input:
+        raise InvalidParameterError("--pair-field goes with --input FILE; for texts use --pair.")
+    if args.pair and len(args.pair) != len(args.text):
+        raise InvalidParameterError(
+            f"{len(args.pair)} --pair texts for {len(args.text)} texts: give one --pair per "
+            "text, in the same order."
+        )
     for method in methods:  # bad parameters fail before the (possibly slow) model load
         _registry()[method].check_parameters(**_method_params(method, options))
     _check_output_file(args.output, "--output", [args.input])
@@ -273,7 +280,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     model = _load_model(args)
     if args.input:
         return _explain_file(model, methods, options, args)
-    texts = list(args.text)
+    texts: list[Any] = list(zip(args.text, args.pair, strict=True)) if args.pair else args.text
     per_text = _explain_all(model, texts, methods, options, args.target)
     if args.format == "json":
         for group in per_text:
@@ -298,6 +305,8 @@ def _explain_file(
     from .io import read_records
 
     records = list(read_records(args.input, args.input_format))
+    if args.pair_field:
+        records = [_with_pair(r, args.pair_field) for r in records]
     if args.target_field:
         records = [_with_row_target(model, r, args.target_field) for r in records]
     bad = [r for r in records if r.error]
@@ -399,6 +408,26 @@ def _row_target(record: Any, name: str) -> Any:
     if isinstance(value, str):
         value = value.strip() or None
     return value
+
+
+def _with_pair(record: Any, name: str) -> Any:
+    """``record`` with its text paired with its field ``name``, or an error row."""
+    import dataclasses
+
+    from .model import pair_text
+
+    if record.error:
+        return record
+    second = record.label if name == "label" else record.extra.get(name)
+    try:
+        if not isinstance(second, str) or not second.strip():
+            raise InvalidInputError(
+                f"it has no text in its --pair-field {name!r}"
+                + (f" (got {second!r})" if second is not None else "")
+            )
+        return dataclasses.replace(record, text=pair_text(record.text, second))
+    except TextlensError as exc:
+        return dataclasses.replace(record, text=None, error=f"line {record.line}: {exc}")
 
 
 def _with_row_target(model: Any, record: Any, name: str) -> Any:
@@ -609,6 +638,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD",
         help="with --input: explain the class named in each row's FIELD (e.g. label, the "
         "gold label); rows without it explain the predicted class",
+    )
+    p.add_argument(
+        "--pair",
+        action="append",
+        metavar="TEXT",
+        help="the second text of a pair (hypothesis, passage...) for a pair classifier; "
+        "once per text, in order",
+    )
+    p.add_argument(
+        "--pair-field",
+        metavar="FIELD",
+        help="with --input: each row's FIELD is the second text of its pair (e.g. hypothesis)",
     )
     p.add_argument(
         "--level",

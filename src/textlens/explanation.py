@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import InvalidParameterError
+from .pairs import split_pair
 
 __all__ = ["Explanation", "Field", "Span"]
 
@@ -71,7 +72,8 @@ class Explanation:
     Attributes
     ----------
     text : str
-        The explained text (after nothing but truncation: see ``truncated_tokens``).
+        The explained text (after nothing but truncation: see ``truncated_tokens``); a
+        pair of texts is one string with ``" ␞ "`` between them (see :attr:`pair`).
     tokens : tuple of str
         The model's tokens, special tokens included.
     offsets : tuple of (int, int)
@@ -122,6 +124,11 @@ class Explanation:
     truncated_tokens: int = 0
     uncertainty: tuple[float, ...] | None = None
     fields: tuple[Field, ...] | None = None
+
+    @property
+    def pair(self) -> tuple[str, str] | None:
+        """The two texts, if ``text`` is a pair (see :mod:`textlens.pairs`), else None."""
+        return split_pair(self.text)
 
     # ------------------------------------------------------------------ prediction
     @property

@@ -27,16 +27,20 @@ from .errors import (
     ModelLoadError,
     TruncationWarning,
 )
+from .pairs import PAIR_SEPARATOR, pair_text, split_pair
 
 __all__ = [
     "OUTPUT_FUNCTIONS",
+    "PAIR_SEPARATOR",
     "PRECISIONS",
     "Encoding",
     "ModelAdapter",
     "load_model",
     "output_function_of",
     "pack_batches",
+    "pair_text",
     "probabilities_of",
+    "split_pair",
 ]
 
 _WEIGHT_FILES = (
@@ -312,9 +316,14 @@ class ModelAdapter:
         )
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, texts: Sequence[str]) -> Encoding:
+    def encode(self, texts: Sequence[str | tuple[str, str]]) -> Encoding:
         """Tokenize ``texts`` with offsets; texts over ``max_length`` are truncated with a
-        warning."""
+        warning.
+
+        A text may be a pair: a tuple ``(first, second)`` or, equivalently, one string with
+        :data:`PAIR_SEPARATOR` between them (see :func:`pair_text`). Its tokens' offsets
+        and word ids then refer to that one string.
+        """
         texts = check_texts(texts)
         rows = [self._encode_one(i, text) for i, text in enumerate(texts)]
         width = max(len(r["input_ids"]) for r in rows)
@@ -347,10 +356,15 @@ class ModelAdapter:
         if dropped <= 0:
             full["truncated"] = 0
             return full
+        what = (
+            f"{dropped} tokens were dropped from the end of the longer text of the pair"
+            if split_pair(text)
+            else f"the last {dropped} tokens were dropped"
+        )
         warnings.warn(
             f"Text {index} has {len(full['input_ids'])} tokens but {self.model_id} accepts at "
-            f"most {self.max_length}: the last {dropped} tokens were dropped and are not "
-            "explained. Split long texts to explain all of them.",
+            f"most {self.max_length}: {what} and are not explained. Split long texts to "
+            "explain all of them.",
             TruncationWarning,
             stacklevel=3,
         )
@@ -359,8 +373,9 @@ class ModelAdapter:
         return cut
 
     def _tokenize(self, text: str, *, truncate: bool) -> dict[str, Any]:
+        pair = split_pair(text)
         enc = self.tokenizer(
-            text,
+            *(pair or (text,)),
             truncation=truncate,
             max_length=self.max_length if truncate else None,
             return_offsets_mapping=True,
@@ -382,6 +397,8 @@ class ModelAdapter:
         row["offsets"] = [
             (0, 0) if s else o for s, o in zip(row["special"], row["offsets"], strict=True)
         ]
+        if pair:
+            _shift_second_segment(row, enc.sequence_ids(), len(text) - len(pair[1]))
         return row
 
     # ------------------------------------------------------------------ running the model
@@ -552,8 +569,11 @@ def output_function_of(config: Any) -> str:
     return "softmax"
 
 
-def check_texts(texts: Sequence[str] | str) -> list[str]:
-    """Validate a batch of texts: a non-empty list of non-blank strings."""
+def check_texts(texts: Sequence[str | tuple[str, str]] | str) -> list[str]:
+    """Validate a batch of texts: a non-empty list of non-blank strings or pairs.
+
+    Pairs (tuples of two strings) are returned joined by :data:`PAIR_SEPARATOR`.
+    """
     if isinstance(texts, str):
         raise InvalidInputError(
             "Expected a list of texts, got a single string. Wrap it in a list: [text]."
@@ -561,7 +581,15 @@ def check_texts(texts: Sequence[str] | str) -> list[str]:
     texts = list(texts)
     if not texts:
         raise InvalidInputError("No texts were given; pass at least one text.")
+    checked = []
     for i, text in enumerate(texts):
+        if isinstance(text, (tuple, list)):
+            if len(text) != 2 or not all(isinstance(t, str) for t in text):
+                raise InvalidInputError(
+                    f"Text {i} is a {type(text).__name__} of {len(text)} items; a pair is two "
+                    "strings, e.g. (premise, hypothesis)."
+                )
+            text = pair_text(*text, index=i)
         if not isinstance(text, str):
             raise InvalidInputError(f"Text {i} is a {type(text).__name__}, not a string.")
         if not text.strip():
@@ -569,7 +597,25 @@ def check_texts(texts: Sequence[str] | str) -> list[str]:
                 f"Text {i} is empty or only whitespace; there is nothing to explain. "
                 "Remove it or give some words."
             )
-    return texts
+        split_pair(text, index=i)  # a malformed pair is an error here
+        checked.append(text)
+    return checked
+
+
+def _shift_second_segment(row: dict[str, Any], sequence_ids: list[int | None], start: int) -> None:
+    """Make the second text's offsets and word ids refer to the whole pair string.
+
+    The tokenizer counts both from 0 in each text; ``start`` is where the second text
+    begins in the pair string.
+    """
+    first_words = [w for w, s in zip(row["word_ids"], sequence_ids, strict=True) if s == 0]
+    words_before = max((w for w in first_words if w is not None), default=-1) + 1
+    for i, segment in enumerate(sequence_ids):
+        if segment == 1 and not row["special"][i]:
+            a, b = row["offsets"][i]
+            row["offsets"][i] = (a + start, b + start)
+            if row["word_ids"][i] is not None:
+                row["word_ids"][i] += words_before
 
 
 def load_model(

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import MissingDependencyError
 from ..explanation import Explanation
+from ..pairs import PAIR_MARK
 
 __all__ = ["render_html", "score_color", "write_html"]
 
@@ -38,10 +39,16 @@ def _units(explanation: Explanation, level: str) -> list[dict[str, Any]]:
     units, scores = explanation.aggregate(level)
     signed = any(s < 0 for s in explanation.scores)
     scale = max((abs(s) for s in scores), default=0.0)
-    return [
+    out = [
         {"text": unit, "score": score, "color": score_color(score, scale, signed)}
         for unit, score in zip(units, scores, strict=True)
     ]
+    if level == "word" and explanation.pair:  # mark where the second text starts
+        mark = explanation.text.index(PAIR_MARK)
+        second = next((i for i, w in enumerate(explanation.words) if w.start > mark), None)
+        if second is not None:
+            out[second]["pair_start"] = PAIR_MARK
+    return out
 
 
 def _method_view(explanation: Explanation) -> dict[str, Any]:
