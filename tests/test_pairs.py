@@ -22,6 +22,7 @@ from textlens.cli import main
 from textlens.errors import InvalidInputError, TruncationWarning
 from textlens.evaluation import faithfulness
 from textlens.explainers import REGISTRY, make_explainer
+from textlens.features import feature_spans, make_grouping
 from textlens.model import ModelAdapter
 from textlens.pairs import PAIR_SEPARATOR, pair_text, split_pair
 
@@ -198,3 +199,11 @@ def test_cli_pairs(planted_adapter: ModelAdapter, tmp_path, capsys) -> None:
     assert "no text in its --pair-field" in got[2]["error"]
     assert main(["explain", model, "a", "--pair-field", "hypothesis"]) == 2
     assert "--pair-field goes with --input" in capsys.readouterr().err
+
+
+def test_spans_and_sentences_do_not_cross_the_two_texts(planted_adapter: ModelAdapter) -> None:
+    encoding = planted_adapter.encode([PAIRS[0]])  # 4 words, then 3 words
+    spans = feature_spans(encoding, 0, make_grouping("span", span_size=3))
+    assert [s.text for s in spans] == ["the movie was", "wonderful", "an awful plot"]
+    sentences = feature_spans(encoding, 0, "sentence")
+    assert [s.text for s in sentences] == list(PAIRS[0])

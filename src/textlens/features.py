@@ -29,6 +29,7 @@ from typing import Any
 from .errors import InvalidParameterError
 from .explanation import Span
 from .model import Encoding
+from .pairs import PAIR_MARK
 
 __all__ = [
     "GROUPINGS",
@@ -42,7 +43,7 @@ __all__ = [
     "make_grouping",
 ]
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*|" + PAIR_MARK)
 
 
 class Grouping(ABC):
@@ -108,7 +109,8 @@ class Tokens(Grouping):
 
 
 class Spans(Grouping):
-    """Runs of ``size`` consecutive words (the last run may be shorter)."""
+    """Runs of ``size`` consecutive words (the last run may be shorter); the two texts of a
+    pair are cut into runs separately."""
 
     name = "span"
 
@@ -127,7 +129,14 @@ class Spans(Grouping):
         word_ids: Sequence[int | None],
     ) -> list[list[int]]:
         words = _word_groups(special, word_ids)
-        runs = [words[i : i + self.size] for i in range(0, len(words), self.size)]
+        mark = text.find(PAIR_MARK)  # the two texts of a pair are run separately
+        parts = [words]
+        if mark >= 0:
+            parts = [
+                [w for w in words if offsets[w[0]][0] < mark],
+                [w for w in words if offsets[w[0]][0] > mark],
+            ]
+        runs = [part[i : i + self.size] for part in parts for i in range(0, len(part), self.size)]
         return [[t for word in run for t in word] for run in runs]
 
     def to_param(self) -> dict[str, Any]:
@@ -135,7 +144,8 @@ class Spans(Grouping):
 
 
 class Sentences(Grouping):
-    """Sentences: text split after ``.``/``!``/``?`` followed by a space, and at line breaks.
+    """Sentences: text split after ``.``/``!``/``?`` followed by a space, at line breaks, and
+    between the two texts of a pair.
 
     A word belongs to the sentence in which it starts.
     """
