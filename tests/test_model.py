@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 import warnings
@@ -59,6 +60,31 @@ def test_from_pretrained_loads_a_saved_folder(saved: Path) -> None:
         torch.testing.assert_close(model.logits(encoding), expected.logits)
     [e] = make_explainer("integrated_gradients", load_model(saved), n_steps=4).explain(TEXTS[:1])
     assert e.model_id == str(saved)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_checkpoints_are_explained_in_float32(
+    planted_adapter: ModelAdapter, tmp_path: Path, dtype: torch.dtype
+) -> None:
+    """A checkpoint saved in float16/bfloat16 gives the explanations of its float32 widening.
+
+    In bfloat16, saliency failed (numpy has no bfloat16) and integrated gradients summed
+    its path in bfloat16: the planted word's score came out with the wrong sign.
+    """
+    half = copy.deepcopy(planted_adapter.model).to(dtype)
+    half.save_pretrained(tmp_path)
+    planted_adapter.tokenizer.save_pretrained(tmp_path)
+    widened = ModelAdapter(copy.deepcopy(half).float(), planted_adapter.tokenizer)
+    loaded = load_model(tmp_path)
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+    in_memory = ModelAdapter(copy.deepcopy(half), planted_adapter.tokenizer)
+    assert {p.dtype for p in in_memory.model.parameters()} == {torch.float32}
+    for method in ("saliency", "integrated_gradients", "occlusion", "attention_rollout"):
+        [want] = make_explainer(method, widened).explain(TEXTS[:1])
+        for adapter in (loaded, in_memory):
+            [got] = make_explainer(method, adapter).explain(TEXTS[:1])
+            np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-6)
 
 
 def test_missing_folder(tmp_path: Path) -> None:

@@ -175,6 +175,9 @@ class ModelAdapter:
     output_function : {'softmax', 'sigmoid', 'none'}, optional
         How logits become the reported scores; by default read from the model's config
         as transformers' text-classification pipeline does (see :func:`output_function_of`).
+
+    A model in float16 or bfloat16 is converted to float32 (in place): explanations
+    are computed in float32 whatever the checkpoint's precision.
     """
 
     def __init__(
@@ -199,6 +202,12 @@ class ModelAdapter:
                 "(AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(folder))."
             )
         self.device = _resolve_device(device)
+        if any(t.is_floating_point() and t.dtype != torch.float32 for t in model.parameters()):
+            # Half-precision checkpoints (float16/bfloat16, common on model hubs) are
+            # explained in float32: gradients and integrated-gradient sums in half
+            # precision are wrong by whole units (and numpy has no bfloat16). Widening is
+            # exact; `precision='bfloat16'` is the way to trade accuracy for speed.
+            model = model.float()
         self.model = model.to(self.device).eval()
         # SDPA returns no attention weights; eager does (needed by attention methods), so
         # eager is the default and SDPA serves the passes that need neither attention
