@@ -124,9 +124,17 @@ def load_bench_model(spec: str) -> tuple[ModelAdapter, list[str], str]:
     """The model to benchmark and the held-out tweets to build texts from.
 
     ``spec`` is ``demo`` (the fine-tuned demo model, built and cached on first use),
-    ``minilm-raw`` (the bundled MiniLM weights with an untrained 2-class head, for
-    development only) or a local model folder.
+    ``planted-minilm`` (MiniLM fine-tuned on planted keywords, whose paths are as sharp
+    as issue #2's model: see ``planted_minilm.py``; texts of filler words with one
+    planted word each), ``minilm-raw`` (the bundled MiniLM weights with an untrained
+    2-class head, for development only) or a local model folder.
     """
+    if spec == "planted-minilm":
+        from planted_minilm import PlantedPieces, build_planted_minilm, model_summary
+
+        folder = build_planted_minilm()
+        adapter = ModelAdapter.from_pretrained(folder, max_length=MAX_LENGTH)
+        return adapter, PlantedPieces(), model_summary(folder)
     if spec == "demo":
         from textlens.demo.build import build_sentiment_model
 
@@ -171,8 +179,15 @@ def build_texts(
 
     Tweets are taken in order and each is used at most once per length; a tweet that
     would overshoot ``target + tolerance`` is skipped. The default tolerance is 10%.
+    ``tweets`` with a ``plant(text, i)`` method (``planted_minilm.PlantedPieces``) get
+    it applied to each text built, and are joined up to ``target - 1`` tokens to leave
+    room for the planted word (one token in MiniLM's vocabulary).
     """
     tolerance = max(2, target // 10) if tolerance is None else tolerance
+    plant = getattr(tweets, "plant", None)
+    if plant is not None:
+        built = build_texts(adapter, list(tweets), target - 1, n, tolerance)
+        return [plant(text, i) for i, text in enumerate(built)]
     lengths = [token_count(adapter, t) - 2 for t in tweets]
     texts: list[str] = []
     used = [False] * len(tweets)
@@ -981,7 +996,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         default="demo",
-        help="'demo' (default), 'minilm-raw' (untrained head) or a model folder",
+        help="'demo' (default), 'planted-minilm' (sharp paths, like issue #2's model), "
+        "'minilm-raw' (untrained head) or a model folder",
     )
     parser.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_BATCH_TOKENS)
     parser.add_argument(

@@ -70,6 +70,25 @@ def test_unseen_tweets_say_when_only_the_heldout_set_is_used(bench_gradients, ca
     assert "held-out tweets alone" in capsys.readouterr().err
 
 
+def test_planted_texts_have_one_planted_word_and_the_asked_length(
+    bench_gradients, planted_adapter
+) -> None:
+    planted = _load("planted_minilm")
+    pieces = planted.PlantedPieces(n=400)
+    keywords = set(planted.POSITIVE + planted.NEGATIVE)
+    texts = bench_gradients.build_texts(planted_adapter, pieces, target=40, n=10)
+    assert len(texts) == 10 == len(set(texts))
+    for i, text in enumerate(texts):
+        words = text.split()
+        [word] = [w for w in words if w in keywords]
+        assert word in (planted.POSITIVE if i % 2 else planted.NEGATIVE)
+        assert abs(bench_gradients.token_count(planted_adapter, text) - 40) <= 4
+    # the planted model (trained on the same kind of texts) reads them as planted
+    probabilities = planted_adapter.predict_proba(planted_adapter.encode(texts))
+    assert list(probabilities.argmax(axis=1)) == [i % 2 for i in range(10)]
+    assert texts == bench_gradients.build_texts(planted_adapter, pieces, target=40, n=10)
+
+
 def test_too_few_tweets_say_how_many_texts_they_make(bench_gradients, tiny_adapter) -> None:
     tweets = ["good movie"] * 4
     assert len(bench_gradients.build_texts(tiny_adapter, tweets, target=6, n=4)) == 4
