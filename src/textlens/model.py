@@ -202,7 +202,7 @@ class ModelAdapter:
                 "(AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(folder))."
             )
         self.device = _resolve_device(device)
-        if any(t.is_floating_point() and t.dtype != torch.float32 for t in model.parameters()):
+        if any(t.dtype in (torch.float16, torch.bfloat16) for t in model.parameters()):
             # Half-precision checkpoints (float16/bfloat16, common on model hubs) are
             # explained in float32: gradients and integrated-gradient sums in half
             # precision are wrong by whole units (and numpy has no bfloat16). Widening is
