@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import InvalidInputError, InvalidParameterError, TextlensError, TruncationWarning
+from .errors import InvalidParameterError, TextlensError, TruncationWarning
 from .io import FORMATS as INPUT_FORMATS
 
 EXIT_USER_ERROR = 2
@@ -402,9 +402,14 @@ def _explain_rows(
     return done
 
 
+def _row_field(record: Any, name: str) -> Any:
+    """The value of field ``name`` of an input row (None when it has none)."""
+    return record.label if name == "label" else record.extra.get(name)
+
+
 def _row_target(record: Any, name: str) -> Any:
     """The value of field ``name`` of an input row: its target, or None (predicted class)."""
-    value = record.label if name == "label" else record.extra.get(name)
+    value = _row_field(record, name)
     if isinstance(value, str):
         value = value.strip() or None
     return value
@@ -418,16 +423,16 @@ def _with_pair(record: Any, name: str) -> Any:
 
     if record.error:
         return record
-    second = record.label if name == "label" else record.extra.get(name)
-    try:
-        if not isinstance(second, str) or not second.strip():
-            raise InvalidInputError(
-                f"it has no text in its --pair-field {name!r}"
-                + (f" (got {second!r})" if second is not None else "")
-            )
-        return dataclasses.replace(record, text=pair_text(record.text, second))
-    except TextlensError as exc:
-        return dataclasses.replace(record, text=None, error=f"line {record.line}: {exc}")
+    second = _row_field(record, name)
+    if not isinstance(second, str) or not second.strip():
+        got = f" (got {second!r})" if second is not None else ""
+        problem = f"it has no text in its --pair-field {name!r}{got}"
+    else:
+        try:
+            return dataclasses.replace(record, text=pair_text(record.text, second))
+        except TextlensError as exc:
+            problem = str(exc)
+    return dataclasses.replace(record, text=None, error=f"line {record.line}: {problem}")
 
 
 def _with_row_target(model: Any, record: Any, name: str) -> Any:

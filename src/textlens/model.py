@@ -324,6 +324,23 @@ class ModelAdapter:
             f"index: {valid}."
         )
 
+    def resolve_targets(self, target: Any, n_texts: int) -> list[int | None]:
+        """One class index per text (None: that text's predicted class).
+
+        ``target`` is one target for every text, or a list, NumPy array or tensor with
+        one per text; each is checked as by :meth:`resolve_target`.
+        """
+        if isinstance(target, (list, tuple, np.ndarray, torch.Tensor)):
+            per_text = target.tolist() if isinstance(target, torch.Tensor) else list(target)
+            if len(per_text) != n_texts:
+                raise InvalidTargetError(
+                    f"{len(per_text)} targets were given for {n_texts} texts. Give one target "
+                    "per text (None for the predicted class), or a single target for all."
+                )
+        else:
+            per_text = [target] * n_texts
+        return [None if t is None else self.resolve_target(t, default=0) for t in per_text]
+
     # ------------------------------------------------------------------ encoding
     def encode(self, texts: Sequence[str | tuple[str, str]]) -> Encoding:
         """Tokenize ``texts`` with offsets; texts over ``max_length`` are truncated with a
@@ -544,7 +561,7 @@ class ModelAdapter:
             yield indices, encoding.select(indices)
 
 
-def probabilities_of(logits: np.ndarray, function: str = "softmax") -> np.ndarray:
+def probabilities_of(logits: np.ndarray, function: str) -> np.ndarray:
     """Scores of float32 ``logits`` ``[rows, classes]`` through ``function``, as float64.
 
     Computed in float32, as the model would; ``function`` is one of :data:`OUTPUT_FUNCTIONS`.

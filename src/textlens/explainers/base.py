@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from .._validation import Constraint, Interval, check_params
-from ..errors import InvalidTargetError
 from ..explanation import Explanation
 from ..model import (
     DEFAULT_MAX_BATCH_TOKENS,
@@ -138,28 +137,13 @@ class Explainer:
             One per text, in input order.
         """
         if not isinstance(texts, str):
-            self._per_text_targets(target, len(texts))  # fail before any model call
+            self.model.resolve_targets(target, len(texts))  # fail before any model call
         encoding = self.model.encode(texts)
         return self.explain_encoding(encoding, target)
 
-    def _per_text_targets(self, target: Targets, n_texts: int) -> list[Target]:
-        """``target`` as one target per text, each checked against the model's labels."""
-        if isinstance(target, (list, tuple, np.ndarray, torch.Tensor)):
-            per_text = target.tolist() if isinstance(target, torch.Tensor) else list(target)
-            if len(per_text) != n_texts:
-                raise InvalidTargetError(
-                    f"{len(per_text)} targets were given for {n_texts} texts. Give one target "
-                    "per text (None for the predicted class), or a single target for all."
-                )
-        else:
-            per_text = [target] * n_texts
-        for t in {repr(t): t for t in per_text if t is not None}.values():
-            self.model.resolve_target(t, default=0)
-        return per_text
-
     def explain_encoding(self, encoding: Encoding, target: Targets = None) -> list[Explanation]:
         """Like :meth:`explain`, on texts already encoded by the model adapter."""
-        per_text = self._per_text_targets(target, len(encoding))
+        per_text = self.model.resolve_targets(target, len(encoding))
         if self.predicts_while_scoring:
             scores, probabilities, targets = self._score_and_predict(encoding, per_text)
         else:
@@ -183,7 +167,7 @@ class Explainer:
         """
 
     def _score_and_predict(
-        self, encoding: Encoding, per_text: list[Target]
+        self, encoding: Encoding, per_text: Sequence[int | None]
     ) -> tuple[list[Scores], np.ndarray, list[int]]:
         """Scores, class probabilities and targets of every text from the method's own passes."""
         results: list[Scores | None] = [None] * len(encoding)
@@ -270,7 +254,7 @@ class Explainer:
 
 
 def target_output(
-    logits: torch.Tensor, targets: torch.Tensor, output: str, function: str = "softmax"
+    logits: torch.Tensor, targets: torch.Tensor, output: str, function: str
 ) -> torch.Tensor:
     """The explained scalar per row: the target's logit or its probability.
 

@@ -20,7 +20,6 @@ from typing import Any
 from ..errors import (
     InvalidInputError,
     InvalidParameterError,
-    InvalidTargetError,
     TruncationWarning,
     UnknownMethodError,
 )
@@ -359,16 +358,7 @@ class Service:
 
         ``target`` is one label name or index for every text, or a list with one per text.
         """
-        if isinstance(target, (list, tuple)):
-            if len(target) != n_texts:
-                raise InvalidTargetError(
-                    f"'target' has {len(target)} entries for {n_texts} texts; give one per "
-                    "text (null for the predicted label), or a single label for all."
-                )
-            per_text = list(target)
-        else:
-            per_text = [target] * n_texts
-        return [None if t is None else self.model.resolve_target(t, default=0) for t in per_text]
+        return self.model.resolve_targets(target, n_texts)
 
     # ------------------------------------------------------------------ the two verbs
     async def predict(self, inputs: Inputs, started: float) -> dict[str, Any]:

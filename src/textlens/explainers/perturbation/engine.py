@@ -125,9 +125,7 @@ def make_game(
     return TextGame(b"|".join(digest), ids, extra, token_feature, len(features), target)
 
 
-def output_values(
-    logits: np.ndarray, target: int, output: str, function: str = "softmax"
-) -> np.ndarray:
+def output_values(logits: np.ndarray, target: int, output: str, function: str) -> np.ndarray:
     """The explained scalar of each row of ``logits`` ``[rows, classes]`` (float64).
 
     The probability is the logits through ``function``, the model's output function
