@@ -158,6 +158,14 @@ def test_a_long_pair_is_cut_from_its_longer_text(planted_adapter: ModelAdapter) 
     assert encoding.truncated[0] > 0
     assert len(encoding.tokens[0]) == planted_adapter.max_length
     assert encoding.tokens[0][1:5] == ["the", "movie", "was", "wonderful"]  # kept whole
+    with pytest.warns(TruncationWarning):
+        [e] = tl.explain(planted_adapter, [(first, second)], method="saliency")
+    page = e.to_html()
+    assert f"{e.truncated_tokens} tokens, cut from the end of the longer text of the pair" in page
+    assert "the last" not in page
+    with pytest.warns(TruncationWarning):
+        [single] = tl.explain(planted_adapter, [second * 2], method="saliency")
+    assert f"the last {single.truncated_tokens} tokens exceeded" in single.to_html()
 
 
 def test_faithfulness_of_pair_explanations(planted_adapter: ModelAdapter) -> None:

@@ -56,6 +56,8 @@ def test_custom_pair_and_separator() -> None:
     ("value", "expected"),
     [
         ("a\nb\tc", "a b c"),
+        ("a \u241e b", "a   b"),  # the pair mark: a record never becomes a pair
+        (["a\u241eb"], '["a b"]'),
         (3, "3"),
         (2.5, "2.5"),
         (False, "false"),
@@ -95,6 +97,7 @@ def test_missing_and_unknown_fields() -> None:
         ({}, "has no fields"),
         ({"": "x"}, "names must be non-empty"),
         ({"a\nb": "x"}, "line break"),
+        ({"a\u241e": "x"}, "U\\+241E"),
         ({"a": object()}, "values must be"),
         ({"a": math.nan}, "values must be"),
     ],
@@ -119,6 +122,8 @@ def test_render_records_wants_a_list() -> None:
         {"pair": "{value} {key}"},
         {"pair": "{key}{key}{value}"},
         {"separator": ""},
+        {"separator": " \u241e "},
+        {"pair": "{key} \u241e {value}"},
         {"missing": "maybe"},
         {"unknown": "keep"},
         {"fields": ("a", "a")},

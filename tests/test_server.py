@@ -242,6 +242,35 @@ def test_explain_records_gives_field_scores_and_reasons(
     assert words["results"][0]["reasons"][0]["level"] == "word"
 
 
+def test_explain_pairs(client: TestClient, openapi: OpenAPIChecker, served: ModelAdapter) -> None:
+    from textlens.pairs import pair_text
+
+    pairs = [("the movie was wonderful", "an awful plot"), ("the city", "a superb song")]
+    body = {"texts": [list(pairs[0]), pair_text(*pairs[1]), TEXTS[2]], "methods": ["saliency"]}
+    results = call(client, openapi, "POST", "/v1/explain", json=body).json()["results"]
+    want = library_explanations(served, [*pairs, TEXTS[2]], "saliency")
+    for result, expected, pair in zip(results, want, [*pairs, None], strict=True):
+        assert result["text"] == expected["text"]
+        assert result.get("pair") == (list(pair) if pair else None)
+        assert_same_explanation(result["explanations"][0], expected)
+    predicted = call(client, openapi, "POST", "/v1/predict", json={"texts": [list(pairs[0])]})
+    [result] = predicted.json()["results"]
+    assert result["pair"] == list(pairs[0])
+    p = served.predict_proba(served.encode([pairs[0]]))[0]
+    np.testing.assert_allclose(list(result["prediction"]["probabilities"].values()), p, rtol=1e-5)
+
+
+def test_a_record_value_with_the_pair_mark_stays_one_text(
+    client: TestClient, openapi: OpenAPIChecker
+) -> None:
+    record = {"story": "the movie \u241e was wonderful", "place": "the city"}
+    [result] = call(client, openapi, "POST", "/v1/predict", json={"records": [record]}).json()[
+        "results"
+    ]
+    assert result["text"] == "story: the movie   was wonderful\nplace: the city"
+    assert "pair" not in result and result["record"] == record
+
+
 def test_explain_with_request_parameters(
     client: TestClient, openapi: OpenAPIChecker, served: ModelAdapter
 ) -> None:
@@ -319,7 +348,15 @@ ERRORS: list[tuple[str, Any, int, str]] = [
     ("empty text", {"texts": [""]}, 422, "empty_text"),
     ("blank text", {"texts": ["the movie", " \n "]}, 422, "empty_text"),
     ("lone surrogate", b'{"texts": ["the \\ud800 movie"]}', 422, "invalid_text"),
+    ("pair of one text", {"texts": [["the movie"]]}, 422, "invalid_request"),
+    ("pair of three texts", {"texts": [["a", "b", "c"]]}, 422, "invalid_request"),
+    ("pair with a number", {"texts": [["a", 3]]}, 422, "invalid_request"),
+    ("pair with an empty side", {"texts": [["the movie", " "]]}, 422, "empty_text"),
+    ("pair holding the mark", {"texts": [["a \u241e b", "c"]]}, 422, "invalid_text"),
+    ("joined pair, mark twice", {"texts": ["a \u241e b \u241e c"]}, 422, "invalid_text"),
+    ("joined pair, empty side", {"texts": ["the movie \u241e "]}, 422, "invalid_text"),
     ("bad record", {"records": [{}]}, 422, "invalid_record"),
+    ("record key with the pair mark", {"records": [{"story \u241e": "a"}]}, 422, "invalid_record"),
     (
         "record with unknown field",
         {"records": [{"story": "a", "plot": "b"}]},

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+import textlens as tl
+from textlens.errors import TruncationWarning
 from textlens.model import ModelAdapter
 from textlens.records import save_template
 
@@ -156,3 +158,53 @@ def test_page_with_the_alert_demo_model(browser: Any) -> None:
     assert found["label"] in ("true_threat", "false_positive")
     assert found["bars"] == [len(ALERT_FIELDS)] * 2
     assert found["console_errors"] == []
+
+
+def test_page_explains_a_pair_and_says_what_was_cut(
+    browser: Any, alert_model_dir: Path, planted_adapter: ModelAdapter
+) -> None:
+    first, second = "the movie was wonderful", " ".join(["the city at night"] * 30)
+    with running_server(alert_model_dir) as (base, _):
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(base + "/")
+        page.wait_for_selector("input[name=method][value=integrated_gradients]")
+        page.check("input[name=method][value=integrated_gradients]")
+        page.fill("#input", first)
+        page.click("#pair-box summary")
+        page.fill("#second", second)
+        page.click("#explain")
+        page.wait_for_selector(
+            "#results:not([hidden]) .method[data-method=integrated_gradients] .heatmap",
+            timeout=120_000,
+        )
+        found = page.evaluate(
+            """() => ({
+                marks: [...document.querySelectorAll('.method .heatmap .pair-mark')].length,
+                heatmap: document.querySelector('.method .heatmap').textContent,
+                truncatedHidden: document.getElementById('truncated').hidden,
+                truncated: document.getElementById('truncated').textContent,
+                quality: [...document.querySelectorAll('.method')]
+                    .map(m => (m.querySelector('.quality') || {}).textContent || null),
+            })"""
+        )
+        page.screenshot(path=str(artifacts_dir() / "web-pair.png"), full_page=True)
+        page.fill("#input", '{"story": "the movie"}')
+        page.click("#explain")
+        found["record_with_second_text"] = page.text_content("#status")
+        page.close()
+    assert errors == []
+    assert found["marks"] == 2  # one per method's heatmap
+    assert found["heatmap"].startswith(first + " \u241e the city")
+    assert not found["truncatedHidden"]
+    with pytest.warns(TruncationWarning):
+        [want] = tl.explain(planted_adapter, [(first, second)], method="saliency")
+    assert (
+        f"{want.truncated_tokens} tokens were cut from the end of the longer text"
+        in (found["truncated"])
+    )
+    assert f"maximum of {planted_adapter.max_length} tokens" in found["truncated"]
+    grad, ig = found["quality"]
+    assert grad is None and ig.startswith("Completeness delta") and "steps" in ig
+    assert "takes no second text" in found["record_with_second_text"]

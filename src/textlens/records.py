@@ -39,7 +39,9 @@ Template options (all stored in ``textlens.json`` under ``"record_template"``):
 
 Values are written as follows: strings as they are, with line breaks and tabs turned
 into spaces; ``true``/``false``/``null`` and numbers as in JSON; lists and objects as
-compact JSON.
+compact JSON. The mark that joins the two texts of a pair (U+241E, see
+:mod:`textlens.pairs`) becomes a space too, so a value holding it cannot turn a record
+into a pair; a field name holding it is refused.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInputError, InvalidParameterError, ModelLoadError
 from .explanation import Explanation, Field
+from .pairs import PAIR_MARK
 
 if TYPE_CHECKING:
     from .model import ModelAdapter
@@ -78,7 +81,9 @@ CONFIG_FILENAME = "textlens.json"
 _CONFIG_KEY = "record_template"
 _MISSING = ("skip", "empty", "error")
 _UNKNOWN = ("error", "append", "drop")
-_CONTROL_TO_SPACE = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "\v": " ", "\f": " "})
+_CONTROL_TO_SPACE = str.maketrans(
+    {"\n": " ", "\r": " ", "\t": " ", "\v": " ", "\f": " ", PAIR_MARK: " "}
+)
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,11 @@ class RecordTemplate:
         if not isinstance(self.separator, str) or not self.separator:
             raise InvalidParameterError(
                 "The 'separator' of a RecordTemplate must be a non-empty string."
+            )
+        if PAIR_MARK in self.separator or PAIR_MARK in str(self.pair):
+            raise InvalidParameterError(
+                f"The 'separator' and 'pair' of a RecordTemplate may not contain {PAIR_MARK!r} "
+                "(U+241E): textlens reserves it to join the two texts of a pair."
             )
         object.__setattr__(self, "_parts", _split_pair(self.pair))
 
@@ -284,7 +294,7 @@ def format_value(value: Any) -> str:
         return value.translate(_CONTROL_TO_SPACE)
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInputError(f"Record values must be finite numbers. Got {value!r}.")
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": ")).replace(PAIR_MARK, " ")
 
 
 def check_record(record: Any, index: int | None = None) -> dict[str, Any]:
@@ -303,6 +313,11 @@ def check_record(record: Any, index: int | None = None) -> dict[str, Any]:
             )
         if any(c in key for c in "\n\r"):
             raise InvalidInputError(f"{where} has a field name with a line break: {key!r}.")
+        if PAIR_MARK in key:
+            raise InvalidInputError(
+                f"{where} has a field name with {PAIR_MARK!r} (U+241E), which textlens reserves "
+                f"to join the two texts of a pair: {key!r}. Rename the field."
+            )
         if not _is_json_value(value):
             raise InvalidInputError(
                 f"{where}: field {key!r} holds a {type(value).__name__}; values must be strings, "

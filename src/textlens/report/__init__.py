@@ -131,6 +131,7 @@ def render_html(
                 "prediction": first.predicted_label,
                 "probabilities": list(zip(first.labels, first.probabilities, strict=True)),
                 "truncated": first.truncated_tokens,
+                "pair": first.pair is not None,
                 "methods": [_method_view(e) for e in group],
             }
         )

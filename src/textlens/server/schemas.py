@@ -7,7 +7,7 @@ against the published schema, so the two cannot drift apart unnoticed.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,8 @@ __all__ = [
 ]
 
 Level = Literal["token", "word", "field"]
+#: The two texts of a pair (premise and hypothesis, question and passage).
+Pair = Annotated[list[str], Field(min_length=2, max_length=2)]
 
 
 class _Request(BaseModel):
@@ -37,7 +39,11 @@ class _Response(BaseModel):
 class PredictRequest(_Request):
     """Texts, or records (JSON objects rendered with the model's template): one of the two."""
 
-    texts: list[str] | None = Field(None, description="Texts to classify.")
+    texts: list[str | Pair] | None = Field(
+        None,
+        description="Texts to classify. For a pair classifier (NLI, question and passage, "
+        'a cross-encoder) an item may be a pair: ["first text", "second text"].',
+    )
     records: list[dict[str, Any]] | None = Field(
         None, description="Records (JSON objects) to classify; rendered with the model's template."
     )
@@ -74,7 +80,11 @@ class Prediction(_Response):
 
 
 class PredictResult(_Response):
-    text: str = Field(description="The text the model saw (a record's rendering for records).")
+    text: str = Field(
+        description="The text the model saw (a record's rendering for records; for a pair, "
+        "the two texts joined by ' \u241e ')."
+    )
+    pair: list[str] | None = Field(None, description="The two texts, when the item was a pair.")
     record: dict[str, Any] | None = None
     prediction: Prediction
 

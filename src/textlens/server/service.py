@@ -26,6 +26,7 @@ from ..errors import (
 from ..explainers import REGISTRY, Explainer, make_explainer
 from ..explanation import Explanation
 from ..model import ModelAdapter
+from ..pairs import pair_text, split_pair
 from ..reasons import MAX_REASONS, key_reasons
 from ..records import RecordTemplate, RenderedRecord, render_records, with_fields
 from .batcher import BatchMetrics, MicroBatcher, OverloadedError
@@ -237,8 +238,11 @@ class Service:
         return [task.result() for task in tasks]
 
     # ------------------------------------------------------------------ checking requests
-    def check_inputs(self, texts: list[str] | None, records: list[dict[str, Any]] | None) -> Inputs:
-        """Texts or records, within limits; records rendered with the model's template."""
+    def check_inputs(
+        self, texts: Sequence[str | Sequence[str]] | None, records: list[dict[str, Any]] | None
+    ) -> Inputs:
+        """Texts (or pairs of texts) or records, within limits; records rendered with the
+        model's template and pairs joined into their one-string form."""
         if (texts is None) == (records is None):
             raise ApiError(
                 422,
@@ -264,9 +268,26 @@ class Service:
                 raise ApiError(422, "invalid_record", str(exc)) from None
             texts = [r.text for r in rendered]
         assert texts is not None
-        for i, text in enumerate(texts):
+        joined = []
+        for i, item in enumerate(texts):
+            text = self._join_pair(i, item) if not isinstance(item, str) else item
             self._check_text(i, text, "Record" if records is not None else "Text")
-        return Inputs(list(texts), records, rendered)
+            joined.append(text)
+        return Inputs(joined, records, rendered)
+
+    @staticmethod
+    def _join_pair(i: int, pair: Sequence[str]) -> str:
+        for name, part in zip(("first", "second"), pair, strict=True):
+            if not part.strip():
+                raise ApiError(
+                    422,
+                    "empty_text",
+                    f"The {name} text of pair {i} is empty or only whitespace; give both texts.",
+                )
+        try:
+            return pair_text(*pair, index=i)
+        except InvalidInputError as exc:
+            raise ApiError(422, "invalid_text", str(exc)) from None
 
     def _check_text(self, i: int, text: str, what: str) -> None:
         if not text.strip():
@@ -290,6 +311,10 @@ class Service:
                 "invalid_text",
                 f"{what} {i} holds an unpaired surrogate (\\ud800-\\udfff); send valid Unicode.",
             ) from None
+        try:
+            split_pair(text, index=i)
+        except InvalidInputError as exc:
+            raise ApiError(422, "invalid_text", str(exc)) from None
 
     def check_methods(self, names: list[str] | None) -> list[str]:
         if names is None:
@@ -365,10 +390,8 @@ class Service:
         [probabilities] = await self._submit_all([(_PREDICT, inputs.texts)], started)
         self.texts.inc("predict", amount=len(inputs.texts))
         results = []
-        for i, (text, p) in enumerate(zip(inputs.texts, probabilities, strict=True)):
-            result: dict[str, Any] = {"text": text}
-            if inputs.records is not None:
-                result["record"] = inputs.records[i]
+        for i, p in enumerate(probabilities):
+            result = _result_head(inputs, i)
             result["prediction"] = {
                 "label": self.model.labels[int(p.argmax())],
                 "probabilities": {
@@ -418,14 +441,12 @@ class Service:
         for method in methods:
             self.texts.inc(method, amount=len(inputs.texts))
         results = []
-        for i, text in enumerate(inputs.texts):
+        for i in range(len(inputs.texts)):
             explanations = [e for e in (group[i] for group in per_method) if e is not None]
             if inputs.rendered is not None:
                 explanations = [with_fields(e, inputs.rendered[i]) for e in explanations]
             first = explanations[0]
-            result: dict[str, Any] = {"text": text}
-            if inputs.records is not None:
-                result["record"] = inputs.records[i]
+            result = _result_head(inputs, i)
             result["prediction"] = {
                 "label": first.predicted_label,
                 "probabilities": dict(zip(first.labels, first.probabilities, strict=True)),
@@ -464,6 +485,18 @@ class Service:
     async def close(self) -> None:
         await self.batcher.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _result_head(inputs: Inputs, i: int) -> dict[str, Any]:
+    """A result's ``text`` with its ``pair`` or ``record``."""
+    text = inputs.texts[i]
+    result: dict[str, Any] = {"text": text}
+    pair = split_pair(text, index=i) if inputs.records is None else None
+    if pair is not None:
+        result["pair"] = list(pair)
+    if inputs.records is not None:
+        result["record"] = inputs.records[i]
+    return result
 
 
 def _kind(key: Hashable) -> str:

@@ -13,6 +13,7 @@ const EXAMPLE_ALERT = {
   dst_ip: "203.0.113.7",
   dst_port: 4444,
 };
+const PAIR_MARK = "\u241e";  // joins the two texts of a pair in every "text" the server returns
 const state = { model: null, methods: [] };
 
 function $(id) { return document.getElementById(id); }
@@ -85,10 +86,14 @@ function fillExample() {
   }
 }
 
-function parseInput(raw) {
+function parseInput(raw, second) {
   const trimmed = raw.trim();
-  if (!trimmed) throw new Error("Type a text or paste a JSON record first.");
+  const paired = second.trim() !== "";
+  if (!trimmed) {
+    throw new Error(paired ? "Type the first text of the pair too." : "Type a text or paste a JSON record first.");
+  }
   if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
+    if (paired) throw new Error("A pair is two texts; a JSON record takes no second text (empty that box).");
     let value;
     try { value = JSON.parse(trimmed); } catch (error) {
       throw new Error("This looks like JSON but does not parse: " + error.message);
@@ -96,12 +101,12 @@ function parseInput(raw) {
     if (Array.isArray(value)) return { records: value };
     return { records: [value] };
   }
-  return { texts: [raw] };
+  return { texts: [paired ? [raw, second] : raw] };
 }
 
 async function explain() {
   let body;
-  try { body = parseInput($("input").value); } catch (error) { setStatus(error.message, true); return; }
+  try { body = parseInput($("input").value, $("second").value); } catch (error) { setStatus(error.message, true); return; }
   const methods = [...document.querySelectorAll("input[name=method]:checked")].map((m) => m.value);
   if (methods.length) body.methods = methods;
   if ($("target").value) body.target = $("target").value;
@@ -159,6 +164,12 @@ function render(data, elapsed) {
     probs.append(row);
   }
   $("latency").textContent = `Latency: ${elapsed.toFixed(0)} ms round trip (${data.elapsed_ms.toFixed(0)} ms in the server).`;
+  const cut = result.explanations.length ? result.explanations[0].truncated_tokens : 0;
+  const max = state.model ? ` of ${state.model.max_length} tokens` : "";
+  $("truncated").hidden = !cut;
+  $("truncated").textContent = !cut ? "" : (result.pair
+    ? `\u26a0 The pair is longer than the model's maximum${max}: ${cut} tokens were cut from the end of the longer text and are not explained.`
+    : `\u26a0 The text is longer than the model's maximum${max}: its last ${cut} tokens were cut and are not explained.`);
   const box = $("explanations");
   box.replaceChildren();
   result.explanations.forEach((explanation, i) => box.append(methodSection(explanation, result.reasons[i])));
@@ -169,9 +180,36 @@ function methodSection(explanation, reasons) {
   section.dataset.method = explanation.method;
   section.append(el("h3", "", `${explanation.method} → ${explanation.target_label}`));
   section.append(el("p", "reasons", reasons.summary));
+  const quality = qualityLine(explanation);
+  if (quality) section.append(quality);
   section.append(heatmap(explanation));
   if (explanation.fields) section.append(fieldBars(explanation.fields));
   return section;
+}
+
+function qualityLine(explanation) {
+  // The completeness check of integrated gradients (and any method reporting a delta).
+  if (explanation.delta === null || explanation.delta === undefined) return null;
+  const q = explanation.quality || {};
+  const line = el("p", "quality");
+  let text = `Completeness delta ${fmt(explanation.delta)}`;
+  if (q.relative_delta !== null && q.relative_delta !== undefined) {
+    text += ` (${(100 * q.relative_delta).toFixed(2)}% of |f(x) \u2212 f(baseline)|)`;
+  }
+  if (q.n_steps) text += `, ${q.n_steps} steps`;
+  line.append(document.createTextNode(text));
+  if (q.converged === false) line.append(" \u00b7 ", el("span", "warn", "did not reach its tolerance"));
+  return line;
+}
+
+function plainText(box, text) {
+  // Text between words; the pair mark is shown as the boundary between the two texts.
+  const at = text.indexOf(PAIR_MARK);
+  if (at < 0) { box.append(document.createTextNode(text)); return; }
+  box.append(document.createTextNode(text.slice(0, at)));
+  const mark = el("span", "pair-mark", PAIR_MARK);
+  mark.title = "the second text of the pair starts here";
+  box.append(mark, document.createTextNode(text.slice(at + 1)));
 }
 
 function heatmap(explanation) {
@@ -181,14 +219,14 @@ function heatmap(explanation) {
   const scale = Math.max(0, ...scores.map((s) => Math.abs(s || 0)));
   let position = 0;
   explanation.word_spans.forEach(([start, end], i) => {
-    if (start > position) box.append(document.createTextNode(text.slice(position, start)));
+    if (start > position) plainText(box, text.slice(position, start));
     const word = el("span", "word", text.slice(start, end));
     word.style.background = color(scores[i], scale);
     word.title = `${explanation.words[i]}: ${fmt(scores[i] || 0)}`;
     box.append(word);
     position = end;
   });
-  if (position < text.length) box.append(document.createTextNode(text.slice(position)));
+  if (position < text.length) plainText(box, text.slice(position));
   return box;
 }
 
@@ -241,8 +279,10 @@ function fieldBars(fields) {
 document.addEventListener("DOMContentLoaded", () => {
   $("explain").addEventListener("click", explain);
   $("example").addEventListener("click", fillExample);
-  $("input").addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) explain();
-  });
+  for (const id of ["input", "second"]) {
+    $(id).addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) explain();
+    });
+  }
   loadModel();
 });
