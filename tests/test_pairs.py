@@ -215,3 +215,68 @@ def test_spans_and_sentences_do_not_cross_the_two_texts(planted_adapter: ModelAd
     assert [s.text for s in spans] == ["the movie was", "wonderful", "an awful plot"]
     sentences = feature_spans(encoding, 0, "sentence")
     assert [s.text for s in sentences] == list(PAIRS[0])
+
+
+def test_evaluation_data_with_pairs(tmp_path) -> None:
+    from textlens.evaluation import load_evaluation_data
+
+    first, second = PAIRS[0]
+    rows = [
+        {
+            "text": first,
+            "hypothesis": second,
+            "rationale": [[4, 9]],  # "movie", in the first text
+            "pair_rationale": [[3, 8], "plot"],  # "awful" in the second text, and a word
+            "pair_planted": [[3, 8]],
+        },
+        {"text": first},  # no second text
+        {"text": first, "hypothesis": second, "rationale": [[0, 30]]},  # past the first text
+        {"text": first, "hypothesis": second, "pair_rationale": [[0, 99]]},
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data = load_evaluation_data(path, pair_field="hypothesis")
+    [example] = data.examples
+    assert example.text == pair_text(first, second)
+    spans = [s for s in example.rationale if not isinstance(s, str)]
+    assert [example.text[a:b] for a, b in spans] == ["movie", "awful"]
+    assert "plot" in example.rationale
+    assert [example.text[a:b] for a, b in example.planted] == ["awful"]
+    assert len(data.problems) == 3
+    assert "line 2: it has no text in its pair field 'hypothesis'" in data.problems[0]
+    assert "line 3" in data.problems[1] and "'rationale'" in data.problems[1]
+    assert "line 4" in data.problems[2] and "'pair_rationale'" in data.problems[2]
+
+    joined = tmp_path / "joined.jsonl"  # the one-string form, no pair field
+    joined.write_text(
+        json.dumps({"text": pair_text(first, second), "pair_rationale": [[3, 8]]})
+        + "\n"
+        + json.dumps({"text": first, "pair_rationale": [[3, 8]]})
+        + "\n",
+        encoding="utf-8",
+    )
+    data = load_evaluation_data(joined)
+    [(a, b)] = data.examples[0].rationale
+    assert data.examples[0].text[a:b] == "awful"
+    assert "is not a pair" in data.problems[0]
+
+
+def test_cli_evaluate_pairs(planted_adapter: ModelAdapter, tmp_path, capsys) -> None:
+    planted_adapter.model.save_pretrained(tmp_path / "model")
+    planted_adapter.tokenizer.save_pretrained(tmp_path / "model")
+    rows = [
+        {"text": a, "hypothesis": b, "pair_rationale": [[0, len(b.split()[0])]]} for a, b in PAIRS
+    ]
+    rows.append({"text": "the city"})
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    args = ["evaluate", str(tmp_path / "model"), "--input", str(path), "--format", "json"]
+    code = main([*args, "--methods", "saliency,occlusion", "--pair-field", "hypothesis"])
+    captured = capsys.readouterr()
+    assert code == 2  # one line was skipped: said, and the leaderboard is still written
+    assert "skipped line 3: it has no text in its pair field 'hypothesis'" in captured.err
+    assert "1 lines of" in captured.err and "over the other 2" in captured.err
+    board = json.loads(captured.out)
+    assert board["settings"]["n_texts"] == 2
+    f1 = board["rows"]["occlusion"]["token_f1"]
+    assert f1["n"] == 2 and 0 <= f1["value"] <= 1

@@ -541,7 +541,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else _resolve_methods([m.strip() for m in args.methods.split(",") if m.strip()], [])
     )
     _check_output_file(args.html, "--html", [args.input])
-    data = load_evaluation_data(args.input, limit=args.limit)
+    data = load_evaluation_data(args.input, limit=args.limit, pair_field=args.pair_field)
+    for problem in data.problems:
+        print(f"textlens: skipped {problem}", file=sys.stderr)
     model = _load_model(args)
     board = leaderboard(model, data, methods, budget_ms=args.budget_ms, masking=args.masking)
     if args.format == "json":
@@ -552,6 +554,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from .report.evaluation import write_evaluation_html
 
         print(f"HTML report: {write_evaluation_html(args.html, board)}", file=sys.stderr)
+    if data.problems:
+        print(
+            f"textlens: error: {len(data.problems)} lines of {args.input} were skipped (listed "
+            "above); the leaderboard is over the other "
+            f"{len(data.examples)}. Fix those lines and re-run to include them.",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
     return 0
 
 
@@ -759,6 +769,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSONL/CSV with 'text' (optional 'label', 'rationale', 'planted')",
     )
     p.add_argument("--methods", help="comma-separated methods (default: all registered)")
+    p.add_argument(
+        "--pair-field",
+        metavar="FIELD",
+        help="each row's FIELD is the second text of its pair (e.g. hypothesis); "
+        "'pair_rationale' spans refer to it",
+    )
     p.add_argument("--limit", type=int, help="use the first N examples")
     p.add_argument(
         "--budget-ms", type=float, help="recommend the best method within this time per text"

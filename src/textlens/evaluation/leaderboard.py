@@ -129,12 +129,23 @@ class EvaluationData:
 
 
 def load_evaluation_data(
-    path: str | Path, *, limit: int | None = None, fmt: str = "auto"
+    path: str | Path,
+    *,
+    limit: int | None = None,
+    fmt: str = "auto",
+    pair_field: str | None = None,
 ) -> EvaluationData:
     """Read examples from a JSONL (fields ``text``, optional ``label``, ``rationale``,
     ``planted``), CSV (``text`` column) or plain-text file (one text per line).
 
     Bad lines are skipped and listed in ``problems``; ``limit`` keeps the first N good ones.
+
+    Pairs of texts (for a pair classifier): with ``pair_field``, each row's field of that
+    name is the second text of its pair (a row without it is a bad line); a ``text`` that
+    holds the pair mark (see :mod:`textlens.pairs`) is a pair too. Spans in ``rationale``
+    and ``planted`` refer to the first text when ``pair_field`` is given (to the
+    one-string form of the pair otherwise), spans in ``pair_rationale`` and
+    ``pair_planted`` to the second text; words match in both texts.
     """
     from ..io import read_records
 
@@ -148,9 +159,11 @@ def load_evaluation_data(
         if record.error or record.text is None:
             problems.append(record.error or f"line {record.line}: no text")
             continue
-        example = Example(
-            record.text, record.label, record.extra.get("rationale"), record.extra.get("planted")
-        )
+        try:
+            example = _example(record, pair_field)
+        except (InputFileError, InvalidInputError) as exc:
+            problems.append(f"line {record.line}: {exc}")
+            continue
         bad = _annotation_problem(example)
         if bad:
             problems.append(f"line {record.line}: {bad}")
@@ -165,6 +178,53 @@ def load_evaluation_data(
             + '). Give JSONL lines like {"text": "...", "rationale": [[0, 5]]}.'
         )
     return EvaluationData(examples, problems)
+
+
+def _example(record: Any, pair_field: str | None) -> Example:
+    """One row as an :class:`Example`, its pair joined and its pair annotations shifted."""
+    from ..pairs import pair_text, split_pair
+
+    text = record.text
+    rationale, planted = record.extra.get("rationale"), record.extra.get("planted")
+    if pair_field is not None:
+        second = record.label if pair_field == "label" else record.extra.get(pair_field)
+        if not isinstance(second, str) or not second.strip():
+            got = f" (got {second!r})" if second is not None else ""
+            raise InputFileError(f"it has no text in its pair field {pair_field!r}{got}")
+        for field, value in (("rationale", rationale), ("planted", planted)):
+            bad = _annotation_problem(Example(text, rationale=value))
+            if bad:
+                raise InputFileError(bad.replace(repr("rationale"), repr(field), 1))
+        text = pair_text(text, second)
+    pair = split_pair(text)
+    extra = {f: record.extra.get(f"pair_{f}") for f in ("rationale", "planted")}
+    if any(v is not None for v in extra.values()):
+        if pair is None:
+            raise InputFileError(
+                "'pair_rationale' and 'pair_planted' annotate the second text of a pair, and "
+                "this row's text is not a pair (use --pair-field)"
+            )
+        start = len(text) - len(pair[1])
+        for field, value in extra.items():
+            if value is None:
+                continue
+            bad = _annotation_problem(Example(pair[1], rationale=value))
+            if bad:
+                raise InputFileError(bad.replace(repr("rationale"), repr(f"pair_{field}"), 1))
+            shifted = _shift_spans(value, start)
+            own = rationale if field == "rationale" else planted
+            merged = ([own] if isinstance(own, str) else list(own or [])) + shifted
+            if field == "rationale":
+                rationale = merged
+            else:
+                planted = merged
+    return Example(text, record.label, rationale, planted)
+
+
+def _shift_spans(value: Annotation, start: int) -> list[Any]:
+    """Spans ``[a, b]`` moved by ``start`` characters; words unchanged."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    return [item if isinstance(item, str) else [item[0] + start, item[1] + start] for item in items]
 
 
 def _annotation_problem(example: Example) -> str | None:
