@@ -38,7 +38,7 @@ from tokenizers import (
 )
 from transformers import PreTrainedTokenizerFast
 
-from textlens.errors import TruncationWarning
+from textlens.errors import InvalidParameterError, TruncationWarning, UninformativeScoresWarning
 from textlens.explainers import REGISTRY, make_explainer
 from textlens.explanation import Explanation
 from textlens.model import ModelAdapter
@@ -293,6 +293,73 @@ def family(name: str) -> tuple[Any, PreTrainedTokenizerFast]:
             **SMALL,
         )
         return t.AlbertForSequenceClassification(cfg), tok
+    return _more_family(name)
+
+
+def _more_family(name: str) -> tuple[Any, PreTrainedTokenizerFast]:
+    """Families with their own twists, checked by `test_more_families` (see MORE_FAMILIES)."""
+    t = transformers
+    if name == "mpnet":  # relative position bias, no token_type_ids, padding id 1 (fixed)
+        tok = bpe_tokenizer()
+        cfg = t.MPNetConfig(
+            vocab_size=len(tok), max_position_embeddings=66, **_bpe_ids(tok), **SMALL
+        )
+        return t.MPNetForSequenceClassification(cfg), tok
+    if name == "mobilebert":  # bottlenecks, embeddings projected from trigrams
+        tok = wordpiece()
+        cfg = t.MobileBertConfig(
+            vocab_size=len(tok),
+            max_position_embeddings=64,
+            embedding_size=16,
+            intra_bottleneck_size=16,
+            true_hidden_size=16,
+            num_feedforward_networks=1,
+            **SMALL,
+        )
+        return t.MobileBertForSequenceClassification(cfg), tok
+    if name == "deberta-v1":
+        tok = wordpiece()
+        cfg = t.DebertaConfig(
+            vocab_size=len(tok),
+            max_position_embeddings=64,
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            **SMALL,
+        )
+        return t.DebertaForSequenceClassification(cfg), tok
+    if name in ("xlm-roberta", "camembert"):  # RoBERTa's code under their own classes
+        tok = bpe_tokenizer()
+        config_class, model_class = {
+            "xlm-roberta": (t.XLMRobertaConfig, t.XLMRobertaForSequenceClassification),
+            "camembert": (t.CamembertConfig, t.CamembertForSequenceClassification),
+        }[name]
+        cfg = config_class(
+            vocab_size=len(tok), max_position_embeddings=66, **_bpe_ids(tok), **SMALL
+        )
+        return model_class(cfg), tok
+    if name == "longformer":  # sliding-window attention, global attention on the first token
+        tok = bpe_tokenizer()
+        cfg = t.LongformerConfig(
+            vocab_size=len(tok),
+            max_position_embeddings=66,
+            attention_window=4,
+            **_bpe_ids(tok),
+            **SMALL,
+        )
+        return t.LongformerForSequenceClassification(cfg), tok
+    if name == "funnel":  # the sequence is pooled between blocks
+        tok = wordpiece()
+        cfg = t.FunnelConfig(
+            vocab_size=len(tok),
+            block_sizes=[1, 1],
+            d_model=32,
+            n_head=2,
+            d_head=16,
+            d_inner=64,
+            max_position_embeddings=64,
+            num_labels=2,
+        )
+        return t.FunnelForSequenceClassification(cfg), tok
     raise AssertionError(name)
 
 
@@ -416,3 +483,61 @@ def test_forward_only_passes_use_sdpa_where_the_family_has_it(
     assert out.attentions is not None and all(a is not None for a in out.attentions)
     torch.testing.assert_close(fast, out.logits, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(backward.detach(), out.logits, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- more families
+#: Families checked once per method (not in FAMILIES, whose tests assume full attention).
+#: What each one cannot do is refused with a message that says why and what to use.
+MORE_FAMILIES = {
+    "xlm-roberta": (),
+    "camembert": (),
+    "deberta-v3": (),
+    "mpnet": (),
+    "mobilebert": (),
+    "deberta-v1": (),
+    "longformer": ("attention_rollout",),  # sliding-window attention has no full matrix
+    "funnel": ("attention", "attention_rollout"),  # pooled: later layers attend to pools
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE_FAMILIES))
+def test_more_families(name: str, tmp_path) -> None:
+    from test_gradient import assert_agrees_with_captum
+
+    torch.manual_seed(0)
+    model, tokenizer = family(name)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    adapter = ModelAdapter.from_pretrained(tmp_path)
+    encoding = adapter.encode(TEXTS)
+    for method in sorted(REGISTRY):
+        explainer = make_explainer(method, adapter, **params_for(method))
+        if method in MORE_FAMILIES[name]:
+            with pytest.raises(InvalidParameterError, match="does not compute full self-att"):
+                explainer.explain(TEXTS)
+            continue
+        if name in ("funnel", "deberta-v3") and method == "grad_x_input":
+            # Their embeddings are LayerNorm(word embedding), no positions: zero exactly
+            # (see "What grad_x_input measures" in the README).
+            with pytest.warns(UninformativeScoresWarning):
+                results = explainer.explain(TEXTS)
+            assert all(e.quality.get("uninformative") for e in results)
+            continue
+        results = explainer.explain(TEXTS)
+        for e, tokens in zip(results, encoding.tokens, strict=True):
+            assert list(e.tokens) == tokens, method
+            assert all(math.isfinite(s) for s in e.scores), method
+        if method not in ("lime", "shap", "information"):  # sampled: not bit-equal alone
+            [alone] = explainer.explain(TEXTS[1:2])
+            scale = np.abs(results[1].scores).max()
+            np.testing.assert_allclose(alone.scores, results[1].scores, atol=1e-4 * scale + 1e-7)
+        if method == "attention":  # [CLS]'s attention over the tokens: a distribution
+            for e in results:
+                assert sum(e.scores) == pytest.approx(1.0, abs=1e-4)
+    assert_agrees_with_captum(adapter, TEXTS, n_steps=8)
+    if name == "funnel":  # a layer's output has fewer positions than the input has tokens
+        with pytest.raises(InvalidParameterError, match="positions='cls'"):
+            make_explainer("information", adapter, layer=2, max_steps=2).explain(TEXTS[:1])
+        make_explainer("information", adapter, layer=2, positions="cls", max_steps=2).explain(
+            TEXTS[:1]
+        )

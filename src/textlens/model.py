@@ -9,6 +9,7 @@ model only through :class:`ModelAdapter`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -225,6 +226,10 @@ class ModelAdapter:
         self._input_names = [
             n for n in tokenizer.model_input_names if n not in ("input_ids", "attention_mask")
         ]
+        # Longformer-style models take a global attention mask; their classification
+        # heads put global attention on the first token when given none, which is what
+        # textlens passes explicitly (transformers' default fails on `inputs_embeds`).
+        self._global_attention = "global_attention_mask" in _forward_parameters(self.model)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -476,6 +481,10 @@ class ModelAdapter:
             extra = {k: v.repeat_interleave(repeat, dim=0) for k, v in extra.items()}
         kwargs: dict[str, Any] = {k: v.to(self.device) for k, v in extra.items()}
         kwargs["attention_mask"] = mask.to(self.device)
+        if self._global_attention:
+            first = torch.zeros_like(kwargs["attention_mask"])
+            first[:, 0] = 1
+            kwargs["global_attention_mask"] = first
         if inputs_embeds is not None:
             kwargs["inputs_embeds"] = inputs_embeds
         else:
@@ -593,6 +602,14 @@ def output_function_of(config: Any) -> str:
     if problem_type == "multi_label_classification" or int(config.num_labels) == 1:
         return "sigmoid"
     return "softmax"
+
+
+def _forward_parameters(model: Any) -> set[str]:
+    """The names of the model's ``forward`` parameters (empty if they cannot be read)."""
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def check_texts(texts: Sequence[str | tuple[str, str]] | str) -> list[str]:

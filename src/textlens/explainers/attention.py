@@ -6,7 +6,7 @@ scores are the same for every class (their ``quality`` says so).
 
 from __future__ import annotations
 
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -20,8 +20,8 @@ __all__ = ["Attention", "AttentionRollout"]
 _TARGET_INDEPENDENT = {"target_independent": True}
 
 
-def _attentions(model: ModelAdapter, batch: Encoding) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention weights ``[layers, batch, heads, len, len]`` and the logits of the same pass."""
+def _attention_pass(model: ModelAdapter, batch: Encoding) -> Any:
+    """One forward pass that returns attention weights."""
     with torch.no_grad():
         out = model.forward(batch, output_attentions=True)
     if not out.attentions or out.attentions[0] is None:
@@ -29,7 +29,54 @@ def _attentions(model: ModelAdapter, batch: Encoding) -> tuple[torch.Tensor, tor
             f"The model {model.model_id} returned no attention weights; load it with "
             "attn_implementation='eager'."
         )
+    return out
+
+
+def _square(out: Any, length: int) -> bool:
+    return all(a.dim() == 4 and a.shape[-2:] == (length, length) for a in out.attentions)
+
+
+def _not_full_attention(model: ModelAdapter, method: str, out: Any, length: int) -> Exception:
+    shapes = sorted({tuple(a.shape[-2:]) for a in out.attentions})
+    kind = getattr(model.model.config, "model_type", "this kind of model")
+    return InvalidParameterError(
+        f"{method} needs token-to-token attention weights, and the model {model.model_id} "
+        f"({kind}) does not compute full self-attention: for {length} tokens its layers give "
+        f"attention weights of shape {', '.join(map(str, shapes))} (sliding-window, sparse "
+        "or pooled attention). Use a gradient or perturbation method instead, e.g. "
+        "integrated_gradients or occlusion."
+    )
+
+
+def _attentions(
+    model: ModelAdapter, batch: Encoding, method: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention weights ``[layers, batch, heads, len, len]`` and the logits of the same pass."""
+    out = _attention_pass(model, batch)
+    length = batch.input_ids.shape[1]
+    if not _square(out, length):
+        raise _not_full_attention(model, method, out, length)
     return torch.stack([a.float() for a in out.attentions]), out.logits
+
+
+def _cls_attentions(
+    model: ModelAdapter, batch: Encoding, method: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attention paid by the first position, ``[layers, batch, heads, len]``, and logits.
+
+    Models with full self-attention give it as row 0 of every attention matrix.
+    Longformer-style models attend locally, but their first token attends globally (their
+    classification heads make it so, and textlens passes that mask), and its weights over
+    all tokens are the first column of their ``global_attentions``.
+    """
+    out = _attention_pass(model, batch)
+    length = batch.input_ids.shape[1]
+    if _square(out, length):
+        return torch.stack([a[:, :, 0, :].float() for a in out.attentions]), out.logits
+    global_ = getattr(out, "global_attentions", None)
+    if global_ and all(g is not None and g.dim() == 4 and g.shape[-2] >= length for g in global_):
+        return torch.stack([g[:, :, :length, 0].float() for g in global_]), out.logits
+    raise _not_full_attention(model, method, out, length)
 
 
 def _check_index(owner: str, name: str, value: int | str, size: int) -> None:
@@ -84,8 +131,7 @@ class Attention(Explainer):
     def _score_predicting(
         self, batch: Encoding, choose: Chooser
     ) -> tuple[list[Scores], torch.Tensor]:
-        weights, logits = _attentions(self.model, batch)
-        att = weights[:, :, :, 0, :]  # [layers, batch, heads, keys]
+        att, logits = _cls_attentions(self.model, batch, self.name)  # [layers, batch, heads, keys]
         att = att.mean(0) if self.layer == "mean" else att[cast(int, self.layer)]
         att = att.mean(1) if self.head == "mean" else att[:, cast(int, self.head)]
         scores = att.cpu().numpy()
@@ -120,7 +166,7 @@ class AttentionRollout(Explainer):
     def _score_predicting(
         self, batch: Encoding, choose: Chooser
     ) -> tuple[list[Scores], torch.Tensor]:
-        weights, logits = _attentions(self.model, batch)
+        weights, logits = _attentions(self.model, batch, self.name)
         att = weights.mean(2)  # [layers, batch, len, len]
         eye = torch.eye(att.shape[-1], device=att.device)
         rollout = eye.expand_as(att[0]).clone()

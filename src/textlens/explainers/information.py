@@ -628,8 +628,13 @@ class ModelState:
                 pass
             finally:
                 handle.remove()
+            if not captured:  # that list was not the model's layers after all
+                self._layers = None
+                return self(batch, embeds, repeat)
             states = captured[0]
         states = states.float()
+        if self.positions == "all" and states.shape[1] != embeds.shape[1]:
+            raise _pooled_positions_error(self.model, self.layer)
         return states[:, :1] if self.positions == "cls" else states
 
 
@@ -644,8 +649,13 @@ def _capture_and_stop(captured: list[torch.Tensor]) -> Callable[..., None]:
 def _layer_modules(model: ModelAdapter) -> torch.nn.ModuleList | None:
     """The list of transformer layers (to stop the forward pass early), if there is one."""
     n = model.num_layers
+    containers = (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.Sequential)
     for module in model.model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+        if (
+            isinstance(module, torch.nn.ModuleList)
+            and len(module) == n
+            and not any(isinstance(child, containers) for child in module)  # blocks of layers
+        ):
             return module
     return None
 
@@ -745,7 +755,19 @@ def state_spread(
     spreads = _compute_spreads(model, texts, max_batch_tokens)
     if use_cache:
         _write_atomically(path, spreads)
+    if state.key not in spreads:
+        raise _pooled_positions_error(model, state.layer)
     return spreads[state.key]
+
+
+def _pooled_positions_error(model: ModelAdapter, layer: Any) -> InvalidParameterError:
+    kind = getattr(model.model.config, "model_type", "this kind of model")
+    return InvalidParameterError(
+        f"The output of layer {layer} of {model.model_id} ({kind}) has fewer positions than "
+        "the input has tokens (the model pools its sequence between layers), so noise on "
+        "each token cannot be compared with each output position. Use positions='cls', or "
+        "layer='pooled' or 'logits'."
+    )
 
 
 def _cache_key(model: ModelAdapter, texts: Sequence[str]) -> str:
@@ -796,7 +818,8 @@ def _compute_spreads(
         real = batch.attention_mask.bool().to(out.logits.device)
         for layer in range(1, model.num_layers + 1):
             states = out.hidden_states[layer].float()
-            add(f"layer{layer}_all", states[real])
+            if states.shape[1] == real.shape[1]:  # not where a model pools its sequence
+                add(f"layer{layer}_all", states[real])
             add(f"layer{layer}_cls", states[:, 0])
         add("logits", out.logits.float())
         if pooled:
