@@ -139,6 +139,82 @@ def test_a_base_encoder_without_a_trained_head_is_refused(saved: Path, tmp_path:
     assert "classifier.bias, classifier.weight" in message and "BertModel checkpoint" in message
 
 
+CUSTOM_CONFIG = """
+from transformers import BertConfig
+
+
+class DoubledConfig(BertConfig):
+    model_type = "doubled-bert"
+"""
+CUSTOM_MODEL = """
+from transformers import BertForSequenceClassification
+
+from .configuration_doubled import DoubledConfig
+
+
+class DoubledForSequenceClassification(BertForSequenceClassification):
+    \"\"\"BERT whose logits are doubled: shows that this file, not BERT's code, ran.\"\"\"
+
+    config_class = DoubledConfig
+
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        out.logits = 2 * out.logits
+        return out
+"""
+
+
+def _custom_code_folder(saved: Path, target: Path, prefix: str = "") -> Path:
+    """``saved`` as a model with its own code: config.json's auto_map names two .py files."""
+    import json
+
+    folder = _copy_without(saved, target)
+    (folder / "configuration_doubled.py").write_text(CUSTOM_CONFIG, encoding="utf-8")
+    (folder / "modeling_doubled.py").write_text(CUSTOM_MODEL, encoding="utf-8")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["model_type"] = "doubled-bert"
+    config["architectures"] = ["DoubledForSequenceClassification"]
+    config["auto_map"] = {
+        "AutoConfig": f"{prefix}configuration_doubled.DoubledConfig",
+        "AutoModelForSequenceClassification": (
+            f"{prefix}modeling_doubled.DoubledForSequenceClassification"
+        ),
+    }
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
+def test_custom_model_code_runs_only_when_trusted(saved: Path, tmp_path: Path) -> None:
+    import textlens as tl
+    from textlens.cli import main
+
+    folder = _custom_code_folder(saved, tmp_path / "custom")
+    with pytest.raises(ModelLoadError) as info:  # refused at once: no prompt on a terminal
+        tl.load(folder)
+    message = str(info.value)
+    assert "configuration_doubled.py, modeling_doubled.py" in message
+    assert "trust_remote_code=True" in message and "--trust-remote-code" in message
+
+    model = tl.load(folder, trust_remote_code=True)
+    assert type(model.model).__name__ == "DoubledForSequenceClassification"
+    plain = ModelAdapter.from_pretrained(saved)
+    encoding = model.encode(TEXTS)
+    torch.testing.assert_close(model.logits(encoding), 2 * plain.logits(encoding))
+    [e] = tl.explain(model, TEXTS[:1], method="integrated_gradients", n_steps=16)
+    [half] = tl.explain(plain, TEXTS[:1], method="integrated_gradients", n_steps=16)
+    np.testing.assert_allclose(e.scores, 2 * np.asarray(half.scores), rtol=1e-4, atol=1e-7)
+
+    assert main(["explain", str(folder), TEXTS[0], "-m", "saliency"]) == 2
+    args = ["explain", str(folder), TEXTS[0], "-m", "saliency", "--format", "json"]
+    assert main([*args, "--trust-remote-code"]) == 0
+
+
+def test_custom_code_from_another_repository_is_refused(saved: Path, tmp_path: Path) -> None:
+    folder = _custom_code_folder(saved, tmp_path / "elsewhere", prefix="someone/bert-code--")
+    with pytest.raises(ModelLoadError, match=r"another repository \(someone/bert-code"):
+        ModelAdapter.from_pretrained(folder, trust_remote_code=True)
+
+
 def test_slow_tokenizer_and_bad_device() -> None:
     tokenizer = wordpiece_tokenizer(VOCAB)
     model = tiny_bert(len(tokenizer))

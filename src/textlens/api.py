@@ -22,6 +22,7 @@ def load(
     device: str = "cpu",
     max_length: int | None = None,
     output_function: str | None = None,
+    trust_remote_code: bool = False,
 ) -> ModelAdapter:
     """Load a local sequence-classification model folder, or ``"demo"`` for the demo model.
 
@@ -29,13 +30,19 @@ def load(
     described in the README. ``output_function`` ('softmax', 'sigmoid' or 'none')
     overrides how the model's logits become its reported probabilities, which is
     otherwise read from its config (``problem_type``, ``num_labels``).
+    ``trust_remote_code=True`` lets a folder's own model code (its ``.py`` files, named
+    by ``auto_map`` in its config) run; it is refused otherwise.
     """
     if str(path) == DEMO:
         from .demo.build import build_sentiment_model
 
         path = build_sentiment_model().path
     return ModelAdapter.from_pretrained(
-        path, device=device, max_length=max_length, output_function=output_function
+        path,
+        device=device,
+        max_length=max_length,
+        output_function=output_function,
+        trust_remote_code=trust_remote_code,
     )
 
 

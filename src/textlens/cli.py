@@ -108,7 +108,12 @@ def _load_model(args: argparse.Namespace) -> Any:
         from .demo.build import build_sentiment_model
 
         path = build_sentiment_model(progress=True).path
-    return api.load(path, device=args.device, output_function=args.output_function)
+    return api.load(
+        path,
+        device=args.device,
+        output_function=args.output_function,
+        trust_remote_code=args.trust_remote_code,
+    )
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -124,6 +129,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
             "transformers' pipeline does: softmax; sigmoid for multi-label or one-logit "
             "models; none for regression)"
         ),
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model folder's own code (.py files named by auto_map in its config.json); "
+        "read them first",
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -240,22 +241,41 @@ class ModelAdapter:
         device: str = "cpu",
         max_length: int | None = None,
         output_function: str | None = None,
+        trust_remote_code: bool = False,
     ) -> ModelAdapter:
-        """Load a model folder saved with ``save_pretrained`` (never touches a hub)."""
+        """Load a model folder saved with ``save_pretrained`` (never touches a hub).
+
+        A folder whose ``config.json`` names custom model code (``auto_map``: the
+        ``.py`` files of architectures that transformers does not ship) is loaded only
+        with ``trust_remote_code=True``, which runs those files: read them first.
+        """
         folder = _check_model_folder(path)
+        _check_custom_code(folder, trust_remote_code)
         with _quiet_transformers():
             return cls._load(
-                folder, device=device, max_length=max_length, output_function=output_function
+                folder,
+                device=device,
+                max_length=max_length,
+                output_function=output_function,
+                trust_remote_code=trust_remote_code,
             )
 
     @classmethod
     def _load(
-        cls, folder: Path, *, device: str, max_length: int | None, output_function: str | None
+        cls,
+        folder: Path,
+        *,
+        device: str,
+        max_length: int | None,
+        output_function: str | None,
+        trust_remote_code: bool = False,
     ) -> ModelAdapter:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(folder), local_files_only=True, trust_remote_code=trust_remote_code
+            )
         except Exception as exc:  # transformers raises many kinds here
             raise ModelLoadError(
                 f"Could not load the tokenizer from {folder}: {exc}. The folder needs the "
@@ -267,6 +287,7 @@ class ModelAdapter:
                 local_files_only=True,
                 attn_implementation="eager",
                 output_loading_info=True,
+                trust_remote_code=trust_remote_code,
             )
         except Exception as exc:
             raise ModelLoadError(
@@ -696,6 +717,45 @@ def _check_model_folder(path: str | Path) -> Path:
             "tokenizer there with save_pretrained()."
         )
     return folder
+
+
+def _check_custom_code(folder: Path, trust_remote_code: bool) -> None:
+    """Refuse, with what to do, a folder whose custom code cannot or may not be run.
+
+    Without this, transformers asks on the terminal whether to run the code (and a
+    server or a batch job would wait for an answer), or tries to fetch code that lives
+    in another repository from the hub.
+    """
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not read {folder / 'config.json'}: {exc}") from exc
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    if not isinstance(auto_map, dict) or not auto_map:
+        return
+    references = [
+        v
+        for value in auto_map.values()
+        for v in (value if isinstance(value, list) else [value])
+        if isinstance(v, str)
+    ]
+    elsewhere = sorted({r.split("--")[0] for r in references if "--" in r})
+    if elsewhere:
+        raise ModelLoadError(
+            f"Model folder {folder} uses custom code kept in another repository "
+            f"({', '.join(elsewhere)}; config.json auto_map), and textlens never downloads. "
+            "Copy that repository's .py files into the folder and drop the 'repo--' prefix "
+            "from the auto_map entries."
+        )
+    if trust_remote_code:
+        return
+    files = sorted({r.split(".")[0] + ".py" for r in references})
+    raise ModelLoadError(
+        f"Model folder {folder} holds custom model code ({', '.join(files)}; config.json "
+        "auto_map), which textlens runs only when asked: pass trust_remote_code=True "
+        "(tl.load) or --trust-remote-code (command line). That code runs with your "
+        "permissions, so read it first."
+    )
 
 
 def _check_nothing_untrained(folder: Path, model: Any, missing_keys: Iterable[str]) -> None:

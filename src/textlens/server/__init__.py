@@ -68,6 +68,7 @@ def serve(
     api_key: str | None = None,
     device: str = "cpu",
     output_function: str | None = None,
+    trust_remote_code: bool = False,
     log_level: str = "info",
     **options: Any,
 ) -> None:
@@ -93,6 +94,8 @@ def serve(
     output_function : {'softmax', 'sigmoid', 'none'}, optional
         How the model's logits become probabilities when loaded here (default: from
         its config).
+    trust_remote_code : bool
+        Let a model folder's own code run when loaded here (see :func:`textlens.load`).
     log_level : str
         uvicorn's log level.
     """
@@ -104,13 +107,22 @@ def serve(
             f"Binding to {host!r} exposes the model to other machines; set an API key "
             f"(--api-key or ${API_KEY_ENV}) or bind to 127.0.0.1."
         )
-    adapter = load_served_model(model, device=device, output_function=output_function)
+    adapter = load_served_model(
+        model,
+        device=device,
+        output_function=output_function,
+        trust_remote_code=trust_remote_code,
+    )
     app = create_app(adapter, methods=methods, api_key=api_key, **options)
     uvicorn.run(app, host=host.strip("[]"), port=port, log_level=log_level, access_log=False)
 
 
 def load_served_model(
-    model: str | Path | ModelAdapter, *, device: str = "cpu", output_function: str | None = None
+    model: str | Path | ModelAdapter,
+    *,
+    device: str = "cpu",
+    output_function: str | None = None,
+    trust_remote_code: bool = False,
 ) -> ModelAdapter:
     """A model adapter from a folder, ``"demo"``, ``"demo-alerts"`` or an adapter."""
     from .. import api
@@ -122,4 +134,9 @@ def load_served_model(
         from ..demo.alerts import build_alerts_model
 
         model = build_alerts_model().path
-    return api.load(model, device=device, output_function=output_function)
+    return api.load(
+        model,
+        device=device,
+        output_function=output_function,
+        trust_remote_code=trust_remote_code,
+    )

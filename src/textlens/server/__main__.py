@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m textlens.server")
         choices=OUTPUT_FUNCTIONS,
         help="softmax, sigmoid or none (default: from the model's config)",
     )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model folder's own code (.py files named by auto_map); read them first",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -51,6 +56,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m textlens.server")
             api_key=args.api_key,
             device=args.device,
             output_function=args.output_function,
+            trust_remote_code=args.trust_remote_code,
             log_level=args.log_level,
             batching=args.batching,
             max_batch=args.max_batch,
