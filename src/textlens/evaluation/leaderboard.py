@@ -192,9 +192,9 @@ def _example(record: Any, pair_field: str | None) -> Example:
             got = f" (got {second!r})" if second is not None else ""
             raise InputFileError(f"it has no text in its pair field {pair_field!r}{got}")
         for field, value in (("rationale", rationale), ("planted", planted)):
-            bad = _annotation_problem(Example(text, rationale=value))
+            bad = _spans_problem(field, value, text)
             if bad:
-                raise InputFileError(bad.replace(repr("rationale"), repr(field), 1))
+                raise InputFileError(bad)
         text = pair_text(text, second)
     pair = split_pair(text)
     extra = {f: record.extra.get(f"pair_{f}") for f in ("rationale", "planted")}
@@ -208,9 +208,9 @@ def _example(record: Any, pair_field: str | None) -> Example:
         for field, value in extra.items():
             if value is None:
                 continue
-            bad = _annotation_problem(Example(pair[1], rationale=value))
+            bad = _spans_problem(f"pair_{field}", value, pair[1])
             if bad:
-                raise InputFileError(bad.replace(repr("rationale"), repr(f"pair_{field}"), 1))
+                raise InputFileError(bad)
             shifted = _shift_spans(value, start)
             own = rationale if field == "rationale" else planted
             merged = ([own] if isinstance(own, str) else list(own or [])) + shifted
@@ -229,25 +229,32 @@ def _shift_spans(value: Annotation, start: int) -> list[Any]:
 
 def _annotation_problem(example: Example) -> str | None:
     for field in ("rationale", "planted"):
-        value = getattr(example, field)
-        if value is None or isinstance(value, str):
+        bad = _spans_problem(field, getattr(example, field), example.text)
+        if bad:
+            return bad
+    return None
+
+
+def _spans_problem(field: str, value: Annotation, text: str) -> str | None:
+    """Why ``value`` (of the field ``field``) is not words or spans of ``text``, or None."""
+    if value is None or isinstance(value, str):
+        return None
+    if not isinstance(value, list):
+        return f"the {field!r} field must be a list of [start, end] spans or of words"
+    for item in value:
+        if isinstance(item, str):
             continue
-        if not isinstance(value, list):
-            return f"the {field!r} field must be a list of [start, end] spans or of words"
-        for item in value:
-            if isinstance(item, str):
-                continue
-            ok = (
-                isinstance(item, list)
-                and len(item) == 2
-                and all(isinstance(x, int) and not isinstance(x, bool) for x in item)
-                and 0 <= item[0] <= item[1] <= len(example.text)
+        ok = (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in item)
+            and 0 <= item[0] <= item[1] <= len(text)
+        )
+        if not ok:
+            return (
+                f"the {field!r} field must hold words or spans [start, end] with "
+                f"0 <= start <= end <= {len(text)}; got {item!r}"
             )
-            if not ok:
-                return (
-                    f"the {field!r} field must hold words or spans [start, end] with "
-                    f"0 <= start <= end <= {len(example.text)}; got {item!r}"
-                )
     return None
 
 
