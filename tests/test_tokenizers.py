@@ -360,6 +360,26 @@ def _more_family(name: str) -> tuple[Any, PreTrainedTokenizerFast]:
             num_labels=2,
         )
         return t.FunnelForSequenceClassification(cfg), tok
+    if name == "gpt2":  # a decoder: classifies its last token; config without a pad id
+        tok = bpe_tokenizer()
+        cfg = t.GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=64)
+        cfg.num_labels = 2
+        assert cfg.pad_token_id is None  # transformers alone would refuse batches
+        return t.GPT2ForSequenceClassification(cfg), tok
+    if name == "llama":  # the generic decoder classifier (Llama, Mistral, Qwen...): rotary
+        tok = bpe_tokenizer()
+        cfg = t.LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            num_labels=2,
+            pad_token_id=tok.pad_token_id,
+        )
+        return t.LlamaForSequenceClassification(cfg), tok
     raise AssertionError(name)
 
 
@@ -497,6 +517,8 @@ MORE_FAMILIES = {
     "deberta-v1": (),
     "longformer": ("attention_rollout",),  # sliding-window attention has no full matrix
     "funnel": ("attention", "attention_rollout"),  # pooled: later layers attend to pools
+    "gpt2": (),  # decoders: attention is read from the last token, which they classify
+    "llama": (),
 }
 
 
@@ -528,13 +550,20 @@ def test_more_families(name: str, tmp_path) -> None:
             assert list(e.tokens) == tokens, method
             assert all(math.isfinite(s) for s in e.scores), method
         if method not in ("lime", "shap", "information"):  # sampled: not bit-equal alone
-            [alone] = explainer.explain(TEXTS[1:2])
-            scale = np.abs(results[1].scores).max()
-            np.testing.assert_allclose(alone.scores, results[1].scores, atol=1e-4 * scale + 1e-7)
+            for text, batched in zip(TEXTS, results, strict=True):  # padded and not
+                [alone] = explainer.explain([text])
+                scale = np.abs(batched.scores).max()
+                np.testing.assert_allclose(alone.scores, batched.scores, atol=1e-4 * scale + 1e-7)
         if method == "attention":  # [CLS]'s attention over the tokens: a distribution
             for e in results:
                 assert sum(e.scores) == pytest.approx(1.0, abs=1e-4)
     assert_agrees_with_captum(adapter, TEXTS, n_steps=8)
+    if adapter.pools_last_token:  # predictions of a padded batch = transformers' one by one
+        plain, _ = family(name)
+        plain.load_state_dict(adapter.model.state_dict())
+        one_by_one = [plain.eval()(**tokenizer(text, return_tensors="pt")).logits for text in TEXTS]
+        with torch.no_grad():
+            torch.testing.assert_close(adapter.logits(encoding), torch.cat(one_by_one))
     if name == "funnel":  # a layer's output has fewer positions than the input has tokens
         with pytest.raises(InvalidParameterError, match="positions='cls'"):
             make_explainer("information", adapter, layer=2, max_steps=2).explain(TEXTS[:1])

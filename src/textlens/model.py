@@ -231,6 +231,16 @@ class ModelAdapter:
         # heads put global attention on the first token when given none, which is what
         # textlens passes explicitly (transformers' default fails on `inputs_embeds`).
         self._global_attention = "global_attention_mask" in _forward_parameters(self.model)
+        # Decoder classifiers (GPT-2, Llama, Qwen, Mistral...: a `score` head on every
+        # position) classify the last token. transformers finds it from the pad ids, which
+        # `inputs_embeds` lack (it then takes the last position, a pad in a padded batch)
+        # and refuses batches when the config names no pad token. textlens reads the
+        # head's per-position output at the last real token by the attention mask instead.
+        self.pools_last_token = isinstance(getattr(self.model, "score", None), torch.nn.Linear)
+        if self.pools_last_token:
+            text_config = self.model.config.get_text_config()
+            if getattr(text_config, "pad_token_id", None) is None:
+                text_config.pad_token_id = self.pad_token_id  # only lets batches through
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -511,18 +521,40 @@ class ModelAdapter:
         else:
             ids = batch.input_ids if input_ids is None else input_ids
             kwargs["input_ids"] = ids.to(self.device)
+        per_position: list[torch.Tensor] = []
+        handle = (
+            self.model.score.register_forward_hook(lambda _m, _a, out: per_position.append(out))
+            if self.pools_last_token
+            else None
+        )
         try:
             with self._attention_for(output_attentions=output_attentions):
-                return self.model(
+                out = self.model(
                     **kwargs,
                     output_attentions=output_attentions,
                     output_hidden_states=output_hidden_states,
                 )
+            if per_position:
+                rows = torch.arange(mask.shape[0], device=per_position[-1].device)
+                last = self.pooled_positions(mask).to(per_position[-1].device)
+                out.logits = per_position[-1][rows, last]
+            return out
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ExplanationError(
                 f"The model {self.model_id} failed on a batch of {len(batch)} texts "
                 f"(longest {max(batch.lengths)} tokens): {exc}"
             ) from exc
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    def pooled_positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The position the classifier reads in each row: 0 ([CLS], ``<s>``) for encoders,
+        the last real token for decoder classifiers (see :attr:`pools_last_token`)."""
+        if not self.pools_last_token:
+            return torch.zeros(attention_mask.shape[0], dtype=torch.long)
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        return (positions * (attention_mask != 0)).argmax(-1).long()
 
     @contextlib.contextmanager
     def _attention_for(self, *, output_attentions: bool) -> Iterator[None]:

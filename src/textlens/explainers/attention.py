@@ -33,6 +33,13 @@ def _attention_pass(model: ModelAdapter, batch: Encoding) -> Any:
 
 
 def _square(out: Any, length: int) -> bool:
+    """Whether ``out`` holds full ``[len, len]`` attention matrices.
+
+    Longformer-style outputs (with ``global_attentions``) never do: their local weights
+    are ``[len, window + 1 + globals]``, which can look square for a short text.
+    """
+    if getattr(out, "global_attentions", None):
+        return False
     return all(a.dim() == 4 and a.shape[-2:] == (length, length) for a in out.attentions)
 
 
@@ -62,9 +69,10 @@ def _attentions(
 def _cls_attentions(
     model: ModelAdapter, batch: Encoding, method: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The attention paid by the first position, ``[layers, batch, heads, len]``, and logits.
+    """The attention paid by the position the classifier reads (the first, [CLS]; the last
+    token of a decoder classifier), ``[layers, batch, heads, len]``, and the logits.
 
-    Models with full self-attention give it as row 0 of every attention matrix.
+    Models with full self-attention give it as that row of every attention matrix.
     Longformer-style models attend locally, but their first token attends globally (their
     classification heads make it so, and textlens passes that mask), and its weights over
     all tokens are the first column of their ``global_attentions``.
@@ -72,7 +80,13 @@ def _cls_attentions(
     out = _attention_pass(model, batch)
     length = batch.input_ids.shape[1]
     if _square(out, length):
-        return torch.stack([a[:, :, 0, :].float() for a in out.attentions]), out.logits
+        rows = torch.arange(len(batch))
+        reader = model.pooled_positions(batch.attention_mask)  # [CLS], or a decoder's last token
+        weights = [
+            a.float()[rows.to(a.device), :, reader.to(a.device), :]  # [batch, heads, keys]
+            for a in out.attentions
+        ]
+        return torch.stack(weights), out.logits
     global_ = getattr(out, "global_attentions", None)
     if global_ and all(g is not None and g.dim() == 4 and g.shape[-2] >= length for g in global_):
         return torch.stack([g[:, :, :length, 0].float() for g in global_]), out.logits
@@ -88,7 +102,8 @@ def _check_index(owner: str, name: str, value: int | str, size: int) -> None:
 
 
 class Attention(Explainer):
-    """Attention paid by the [CLS] position (position 0) to each token.
+    """Attention paid by the [CLS] position (position 0) to each token (for a decoder
+    classifier such as GPT-2 or Llama, by the last token, which its classifier reads).
 
     Parameters
     ----------
@@ -174,7 +189,8 @@ class AttentionRollout(Explainer):
             mixed = 0.5 * layer_att + 0.5 * eye
             mixed = mixed / mixed.sum(-1, keepdim=True)
             rollout = mixed @ rollout
-        scores = rollout[:, 0, :].cpu().numpy()
+        reader = self.model.pooled_positions(batch.attention_mask).to(rollout.device)
+        scores = rollout[torch.arange(len(batch), device=rollout.device), reader, :].cpu().numpy()
         explained = [
             Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)
         ]

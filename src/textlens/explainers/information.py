@@ -613,7 +613,10 @@ class ModelState:
                 self.model.forward(batch, inputs_embeds=embeds, repeat=repeat)
             finally:
                 handle.remove()
-            return captured[0].float()[:, None, :]
+            pooled = captured[0].float()
+            if pooled.dim() == 3:  # a decoder's head runs on every position: read its own
+                pooled = _at_reader(self.model, pooled, batch, repeat)[:, 0]
+            return pooled[:, None, :]
         assert isinstance(self.layer, int)
         if self._layers is None:  # no layer list found: run the whole model
             out = self.model.forward(
@@ -635,7 +638,23 @@ class ModelState:
         states = states.float()
         if self.positions == "all" and states.shape[1] != embeds.shape[1]:
             raise _pooled_positions_error(self.model, self.layer)
-        return states[:, :1] if self.positions == "cls" else states
+        return _at_reader(self.model, states, batch, repeat) if self.positions == "cls" else states
+
+
+def _at_reader(
+    model: ModelAdapter, states: torch.Tensor, batch: Encoding, repeat: int = 1
+) -> torch.Tensor:
+    """``states [rows, len, F]`` at the position the classifier reads: ``[rows, 1, F]``
+    (position 0, [CLS], except for decoder classifiers, which read their last token)."""
+    if not model.pools_last_token:
+        return states[:, :1]
+    mask = (
+        batch.attention_mask.repeat_interleave(repeat, dim=0)
+        if repeat > 1
+        else batch.attention_mask
+    )
+    reader = model.pooled_positions(mask).to(states.device)
+    return states[torch.arange(states.shape[0], device=states.device), reader][:, None, :]
 
 
 def _capture_and_stop(captured: list[torch.Tensor]) -> Callable[..., None]:
@@ -820,10 +839,13 @@ def _compute_spreads(
             states = out.hidden_states[layer].float()
             if states.shape[1] == real.shape[1]:  # not where a model pools its sequence
                 add(f"layer{layer}_all", states[real])
-            add(f"layer{layer}_cls", states[:, 0])
+            add(f"layer{layer}_cls", _at_reader(model, states, batch)[:, 0])
         add("logits", out.logits.float())
         if pooled:
-            add("pooled", pooled[0].float())
+            vectors = pooled[0].float()
+            if vectors.dim() == 3:  # a decoder's head runs on every position
+                vectors = _at_reader(model, vectors, batch)[:, 0]
+            add("pooled", vectors)
     spreads = {}
     for key, (total, squares, count) in sums.items():
         mean = total / count
