@@ -3,6 +3,7 @@ check tells model-independent explainers apart, and stability and cost are measu
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -141,6 +142,28 @@ def test_sanity_flags_a_model_independent_explainer(planted_adapter, planted_tes
     assert ig.stages == ("head", "layer 2", "layer 1", "embeddings")
     with pytest.raises(InvalidParameterError, match="threshold"):
         sanity_check(planted_adapter, WordLength, texts, threshold=2)
+
+
+def test_sanity_ignores_texts_too_short_to_rank(planted_adapter, planted_test) -> None:
+    short = ["good movie", "awful plot", "the city"]  # two words: rho is +1 or -1 anyway
+    result = sanity_check(planted_adapter, "saliency", short, steps=2)
+    assert math.isnan(result.final.value) and not result.flagged
+    assert "not checked" in result.message and "3 or more words" in result.message
+    mixed = sanity_check(planted_adapter, WordLength, short + planted_test.texts[:6], steps=2)
+    assert mixed.flagged and mixed.final.n == 6  # the long texts decide
+
+
+def test_leaderboard_runs_the_sanity_check_on_texts_long_enough(planted_adapter, planted_test):
+    from textlens.evaluation import leaderboard
+
+    texts = ["good movie", "awful plot", *planted_test.texts[:3]]
+    board = leaderboard(
+        planted_adapter, texts, ["saliency"], sanity_texts=2, sanity_steps=2, stability_texts=0
+    )
+    assert board.settings["sanity"]["texts"] == 2
+    assert board.sanity["saliency"].final.n == 2 and math.isfinite(
+        board.sanity["saliency"].final.value
+    )
 
 
 # ---------------------------------------------------------------------- stability and cost

@@ -47,7 +47,7 @@ from ..explainers import REGISTRY
 from ..explainers.perturbation.engine import MASKINGS, OUTPUTS, Engine
 from ..explanation import Explanation
 from ..model import DEFAULT_MAX_BATCH_TOKENS, ModelAdapter
-from ._units import LEVELS, RANKINGS, Annotation, check_aligned, check_option
+from ._units import LEVELS, RANKINGS, Annotation, check_aligned, check_option, units
 from .agreement import AgreementResult, agreement
 from .baselines import random_explanations
 from .cost import MethodRun, explainer_class, run_method
@@ -55,7 +55,7 @@ from .faithfulness import FRACTIONS, FaithfulnessResult, faithfulness
 from .groundtruth import hit_rates
 from .metrics import METRICS, Metric, MetricResult, get_metric
 from .plausibility import plausibility
-from .sanity import DEFAULT_THRESHOLD, SanityResult, sanity_check
+from .sanity import DEFAULT_THRESHOLD, MIN_UNITS, SanityResult, sanity_check
 from .stability import StabilityResult, has_seed, stability
 
 __all__ = [
@@ -679,16 +679,17 @@ def leaderboard(
             stability_results[name] = _stability(
                 model, name, run, texts[:stability_texts], stability_seeds
             )
-    if sanity_texts > 0:
+    sanity_rows = _sanity_rows(runs, sanity_texts, level)
+    if sanity_rows:
         for name, run in runs.items():
-            say(f"sanity check of {name} on {min(sanity_texts, len(texts))} texts")
+            say(f"sanity check of {name} on {len(sanity_rows)} texts")
             try:
                 sanity_results[name] = sanity_check(
                     model,
                     name,
-                    texts[:sanity_texts],
+                    [texts[i] for i in sanity_rows],
                     params=run.params,
-                    explanations=run.explanations[:sanity_texts],
+                    explanations=[run.explanations[i] for i in sanity_rows],
                     steps=sanity_steps,
                     threshold=sanity_threshold,
                     level=level,
@@ -722,12 +723,22 @@ def leaderboard(
         "texts": min(stability_texts, len(texts)),
     }
     board.settings["sanity"] = {
-        "texts": min(sanity_texts, len(texts)),
+        "texts": len(sanity_rows),
         "steps": sanity_steps,
         "threshold": sanity_threshold,
     }
     board.settings["target"] = target
     return board
+
+
+def _sanity_rows(runs: Mapping[str, MethodRun], n: int, level: str) -> list[int]:
+    """The first ``n`` texts long enough for the sanity check (``MIN_UNITS`` units), or
+    the first ``n`` texts when too few are."""
+    if n <= 0 or not runs:
+        return []
+    explanations = next(iter(runs.values())).explanations
+    long_enough = [i for i, e in enumerate(explanations) if len(units(e, level)) >= MIN_UNITS]
+    return long_enough[:n] if long_enough else list(range(min(n, len(explanations))))
 
 
 def evaluate_explanations(

@@ -37,11 +37,20 @@ from .agreement import spearman
 from .cost import ExplainerSpec, build_explainer, explain_for_targets, method_name
 from .metrics import MetricResult, get_metric, metric_result
 
-__all__ = ["DEFAULT_THRESHOLD", "SanityResult", "cascading_randomization", "sanity_check"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "MIN_UNITS",
+    "SanityResult",
+    "cascading_randomization",
+    "sanity_check",
+]
 
 #: Flag a method whose explanations on the fully random model still have this rank
 #: correlation (of absolute word scores) with the original ones.
 DEFAULT_THRESHOLD = 0.5
+#: Texts with fewer words (units) than this do not count: two words are ranked the same
+#: way or the other, a rank correlation of +1 or -1 whatever the method does.
+MIN_UNITS = 3
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,11 @@ class SanityResult:
     @property
     def message(self) -> str:
         value = self.final.value
+        if not math.isfinite(value):
+            return (
+                f"{self.method}: not checked (no text has {MIN_UNITS} or more words, and "
+                "fewer cannot show whether a ranking changed)."
+            )
         if self.flagged:
             return (
                 f"{self.method}: explanations barely change when every layer of the model is "
@@ -195,8 +209,9 @@ def sanity_check(
         for before, after in zip(original, randomised, strict=True):
             spans = units(before, level)
             a, b = unit_scores(before, spans), unit_scores(after, spans)
-            absolute.append(spearman(np.abs(a), np.abs(b)) if len(spans) > 1 else math.nan)
-            signed.append(spearman(a, b) if len(spans) > 1 else math.nan)
+            enough = len(spans) >= MIN_UNITS
+            absolute.append(spearman(np.abs(a), np.abs(b)) if enough else math.nan)
+            signed.append(spearman(a, b) if enough else math.nan)
         signed_mean = _nanmean(signed)
         stages.append(stage)
         similarity.append(
