@@ -570,3 +570,23 @@ def test_more_families(name: str, tmp_path) -> None:
         make_explainer("information", adapter, layer=2, positions="cls", max_steps=2).explain(
             TEXTS[:1]
         )
+
+
+def test_decoder_classifiers_from_two_threads() -> None:
+    """Each call reads its own rows' last tokens, whichever thread runs the model too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    model, tokenizer = family("llama")
+    adapter = ModelAdapter(model.eval(), tokenizer)
+    batches = [adapter.encode(TEXTS[:2]), adapter.encode(TEXTS[2:]), adapter.encode(TEXTS)]
+    with torch.no_grad():
+        alone = [adapter.logits(b) for b in batches]
+
+        def run(i: int) -> torch.Tensor:
+            return adapter.logits(batches[i % 3])
+
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(run, range(24)))
+    for i, logits in enumerate(together):
+        torch.testing.assert_close(logits, alone[i % 3])

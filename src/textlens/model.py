@@ -522,11 +522,13 @@ class ModelAdapter:
             ids = batch.input_ids if input_ids is None else input_ids
             kwargs["input_ids"] = ids.to(self.device)
         per_position: list[torch.Tensor] = []
-        handle = (
-            self.model.score.register_forward_hook(lambda _m, _a, out: per_position.append(out))
-            if self.pools_last_token
-            else None
-        )
+        caller = threading.get_ident()  # calls from other threads run the same module
+
+        def keep(_module: Any, _args: Any, output: torch.Tensor) -> None:
+            if threading.get_ident() == caller:
+                per_position.append(output)
+
+        handle = self.model.score.register_forward_hook(keep) if self.pools_last_token else None
         try:
             with self._attention_for(output_attentions=output_attentions):
                 out = self.model(
