@@ -26,6 +26,7 @@ import jsonschema
 import numpy as np
 import psutil
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from textlens.errors import InvalidParameterError, UnknownMethodError
@@ -966,3 +967,20 @@ def test_fault_and_abuse_small(model_dir: Path, served: ModelAdapter) -> None:
 def test_fault_and_abuse_full_size(model_dir: Path, served: ModelAdapter) -> None:
     """The issue's size: 10,000 requests at concurrency 32, 5% malformed."""
     _abuse_run(model_dir, served, n=10_000)
+
+
+def test_server_offers_only_the_methods_a_model_supports() -> None:
+    """A BART-style (encoder-decoder) classifier: the output-only methods, by default."""
+    from test_tokenizers import family
+
+    torch.manual_seed(0)
+    model, tokenizer = family("bart")
+    adapter = ModelAdapter(model.eval(), tokenizer, model_id="tiny-bart")
+    with TestClient(create_app(adapter)) as client:
+        offered = [m["name"] for m in client.get("/v1/methods").json()["methods"]]
+        assert offered == ["occlusion", "lime", "shap"]
+        response = client.post("/v1/explain", json={"texts": [["a man", "a person"]]})
+        assert response.status_code == 200, response.text
+        assert response.json()["results"][0]["explanations"][0]["method"] == "occlusion"
+    with pytest.raises(InvalidParameterError, match="encoder-decoder classifier"):
+        create_app(adapter, methods=["occlusion", "saliency"])

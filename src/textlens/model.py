@@ -237,6 +237,8 @@ class ModelAdapter:
         # and refuses batches when the config names no pad token. textlens reads the
         # head's per-position output at the last real token by the attention mask instead.
         self.pools_last_token = isinstance(getattr(self.model, "score", None), torch.nn.Linear)
+        #: BART-style classifiers: a decoder reads the encoder's output (outputs only).
+        self.is_encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
         if self.pools_last_token:
             text_config = self.model.config.get_text_config()
             if getattr(text_config, "pad_token_id", None) is None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .._validation import Constraint, Interval, check_params
+from ..errors import InvalidParameterError
 from ..explanation import Explanation
 from ..model import (
     DEFAULT_MAX_BATCH_TOKENS,
@@ -79,9 +80,29 @@ class Explainer:
     #: one by one (float32 round-off from padding); iterative optimisers loosen it.
     batch_rtol: ClassVar[float] = 1e-5
 
+    #: True for methods that read the model's insides (its word embeddings, gradients,
+    #: attention or hidden states); False for those that need only its outputs.
+    needs_model_internals: ClassVar[bool] = True
+
     def __init__(self, model: ModelAdapter, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+        reason = type(self).unsupported_reason(model)
+        if reason:
+            raise InvalidParameterError(reason)
         self.model = model
         self.max_batch_tokens = max_batch_tokens
+
+    @classmethod
+    def unsupported_reason(cls, model: ModelAdapter) -> str | None:
+        """Why this method cannot explain ``model`` (None when it can)."""
+        if cls.needs_model_internals and getattr(model, "is_encoder_decoder", False):
+            kind = getattr(model.model.config, "model_type", "this model")
+            return (
+                f"{cls.name or cls.__name__} cannot explain {model.model_id}: it is an "
+                f"encoder-decoder classifier (model type {kind}, as BART's NLI models are), "
+                "whose embeddings, attention and hidden states textlens does not read. Use "
+                "a method that needs only its outputs: occlusion, lime or shap."
+            )
+        return None
 
     def _pass_tokens(self) -> int:
         """Most tokens per model call of this method: the budget, or less where faster."""

@@ -31,6 +31,7 @@ from ..errors import (
     TextlensError,
     UnknownMethodError,
 )
+from ..explainers import REGISTRY
 from ..model import ModelAdapter
 from ..records import RecordTemplate, template_for_model
 from .schemas import (
@@ -184,9 +185,18 @@ def create_app(
     )
     if api_key is not None and (not isinstance(api_key, str) or len(api_key) < 8):
         raise InvalidParameterError("The API key must be a string of at least 8 characters.")
+    offered = check_methods_config(methods)
+    unusable = {
+        name: reason
+        for name in offered
+        if (reason := REGISTRY[name].unsupported_reason(model)) is not None
+    }
+    if unusable and methods is not None:
+        raise InvalidParameterError(next(iter(unusable.values())))
+    offered = {name: params for name, params in offered.items() if name not in unusable}
     service = Service(
         model,
-        methods=check_methods_config(methods),
+        methods=offered,
         template=template or template_for_model(model),
         limits=limits,
     )
