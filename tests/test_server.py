@@ -970,7 +970,7 @@ def test_fault_and_abuse_full_size(model_dir: Path, served: ModelAdapter) -> Non
 
 
 def test_server_offers_only_the_methods_a_model_supports() -> None:
-    """A BART-style (encoder-decoder) classifier: the output-only methods, by default."""
+    """A BART-style (encoder-decoder) classifier: no attention or hidden-state methods."""
     from test_tokenizers import family
 
     torch.manual_seed(0)
@@ -978,9 +978,17 @@ def test_server_offers_only_the_methods_a_model_supports() -> None:
     adapter = ModelAdapter(model.eval(), tokenizer, model_id="tiny-bart")
     with TestClient(create_app(adapter)) as client:
         offered = [m["name"] for m in client.get("/v1/methods").json()["methods"]]
-        assert offered == ["occlusion", "lime", "shap"]
-        response = client.post("/v1/explain", json={"texts": [["a man", "a person"]]})
+        assert offered == [
+            "saliency",
+            "grad_x_input",
+            "integrated_gradients",
+            "occlusion",
+            "lime",
+            "shap",
+        ]
+        body = {"texts": [["a man", "a person"], "the movie"], "methods": ["integrated_gradients"]}
+        response = client.post("/v1/explain", json=body)
         assert response.status_code == 200, response.text
-        assert response.json()["results"][0]["explanations"][0]["method"] == "occlusion"
+        assert response.json()["results"][0]["explanations"][0]["method"] == "integrated_gradients"
     with pytest.raises(InvalidParameterError, match="encoder-decoder classifier"):
-        create_app(adapter, methods=["occlusion", "saliency"])
+        create_app(adapter, methods=["occlusion", "attention"])

@@ -18,6 +18,7 @@ family then go through every registered explainer.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -536,7 +537,7 @@ MORE_FAMILIES = {
     "funnel": ("attention", "attention_rollout"),  # pooled: later layers attend to pools
     "gpt2": (),  # decoders: attention is read from the last token, which they classify
     "llama": (),
-    "bart": tuple(n for n, c in REGISTRY.items() if c.needs_model_internals),  # outputs only
+    "bart": ("attention", "attention_rollout", "information"),  # embeddings: yes; the rest: no
 }
 REFUSALS = {"bart": "encoder-decoder classifier"}
 
@@ -580,14 +581,26 @@ def test_more_families(name: str, tmp_path) -> None:
         if method == "attention":  # [CLS]'s attention over the tokens: a distribution
             for e in results:
                 assert sum(e.scores) == pytest.approx(1.0, abs=1e-4)
-    if "integrated_gradients" not in MORE_FAMILIES[name]:
+    if name == "bart":
+        _bart_agrees_with_captum(adapter, TEXTS, n_steps=8)
+    else:
         assert_agrees_with_captum(adapter, TEXTS, n_steps=8)
-    if adapter.pools_last_token:  # predictions of a padded batch = transformers' one by one
+    if adapter.pools_last_token or name == "bart":
+        # predictions of a padded batch (for BART with a pair in it, which transformers
+        # refuses to batch) = transformers' own, one text at a time
         plain, _ = family(name)
         plain.load_state_dict(adapter.model.state_dict())
-        one_by_one = [plain.eval()(**tokenizer(text, return_tensors="pt")).logits for text in TEXTS]
+        items: list[Any] = [*TEXTS, ("the movie was awful", "good")]
         with torch.no_grad():
-            torch.testing.assert_close(adapter.logits(encoding), torch.cat(one_by_one))
+            one_by_one = [
+                plain.eval()(
+                    **tokenizer(
+                        *(item if isinstance(item, tuple) else (item,)), return_tensors="pt"
+                    )
+                ).logits
+                for item in items
+            ]
+            torch.testing.assert_close(adapter.logits(adapter.encode(items)), torch.cat(one_by_one))
     if name == "funnel":  # a layer's output has fewer positions than the input has tokens
         with pytest.raises(InvalidParameterError, match="positions='cls'"):
             make_explainer("information", adapter, layer=2, max_steps=2).explain(TEXTS[:1])
@@ -614,3 +627,46 @@ def test_decoder_classifiers_from_two_threads() -> None:
             together = list(pool.map(run, range(24)))
     for i, logits in enumerate(together):
         torch.testing.assert_close(logits, alone[i % 3])
+
+
+def _bart_agrees_with_captum(adapter: ModelAdapter, texts: list[str], n_steps: int) -> None:
+    """BART's word embeddings feed the encoder and, one place to the right, the decoder.
+
+    Captum's LayerIntegratedGradients on both embedding layers at once (the decoder's
+    baseline is the shifted baseline ids, as BART shifts any ids) gives each token's
+    attribution as its encoder position's plus the next decoder position's.
+    """
+    from captum.attr import LayerIntegratedGradients
+
+    encoding = adapter.encode(texts)
+    ours = make_explainer("integrated_gradients", adapter, n_steps=n_steps).explain(texts)
+    targets = [e.target for e in ours]
+    bart = adapter.model.model
+
+    def forward_ids(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return adapter.model(input_ids=ids, attention_mask=mask).logits
+
+    keep = encoding.special_mask() | (encoding.attention_mask == 0)
+    ids = encoding.input_ids
+    baselines = torch.where(keep, ids, torch.full_like(ids, adapter.pad_token_id))
+    with warnings.catch_warnings():  # "multiple layers": independent ones here
+        warnings.simplefilter("ignore", UserWarning)
+        lig = LayerIntegratedGradients(
+            forward_ids, [bart.encoder.embed_tokens, bart.decoder.embed_tokens]
+        )
+    encoder, decoder = lig.attribute(
+        ids,
+        baselines=baselines,
+        additional_forward_args=(encoding.attention_mask,),
+        target=targets,
+        n_steps=n_steps,
+        method="gausslegendre",
+    )
+    summed = encoder.sum(-1) + torch.roll(decoder.sum(-1), -1, dims=1)  # token j: decoder j+1
+    for i, e in enumerate(ours):
+        n = encoding.lengths[i]
+        reference = summed[i, :n].detach().double().numpy()
+        reference[n - 1] = encoder.sum(-1)[i, n - 1].item()  # the last token feeds no decoder step
+        scale = np.linalg.norm(reference)
+        assert scale > 0
+        assert np.abs(np.asarray(e.scores) - reference).max() <= 1e-4 * scale, (e.text,)

@@ -237,8 +237,18 @@ class ModelAdapter:
         # and refuses batches when the config names no pad token. textlens reads the
         # head's per-position output at the last real token by the attention mask instead.
         self.pools_last_token = isinstance(getattr(self.model, "score", None), torch.nn.Linear)
-        #: BART-style classifiers: a decoder reads the encoder's output (outputs only).
+        #: BART-style classifiers: a decoder reads the encoder's output and the last
+        #: </s> of the decoder is classified.
         self.is_encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
+        self._bart = self.is_encoder_decoder and _is_bart_classifier(self.model)
+        #: What the explainers may read beyond the outputs (see ``Explainer.needs``).
+        self.internals: frozenset[str] = (
+            frozenset({"embeddings", "attention", "hidden_states"})
+            if not self.is_encoder_decoder
+            else frozenset({"embeddings"})
+            if self._bart
+            else frozenset()
+        )
         if self.pools_last_token:
             text_config = self.model.config.get_text_config()
             if getattr(text_config, "pad_token_id", None) is None:
@@ -523,6 +533,11 @@ class ModelAdapter:
         else:
             ids = batch.input_ids if input_ids is None else input_ids
             kwargs["input_ids"] = ids.to(self.device)
+        if self._bart:
+            ids = batch.input_ids if input_ids is None else input_ids
+            if repeat > 1 and inputs_embeds is not None:
+                ids = ids.repeat_interleave(repeat, dim=0)
+            return self._bart_forward(ids.to(self.device), inputs_embeds, kwargs, len(batch))
         per_position: list[torch.Tensor] = []
         caller = threading.get_ident()  # calls from other threads run the same module
 
@@ -551,6 +566,48 @@ class ModelAdapter:
         finally:
             if handle is not None:
                 handle.remove()
+
+    def _bart_forward(
+        self,
+        ids: torch.Tensor,
+        inputs_embeds: torch.Tensor | None,
+        kwargs: dict[str, Any],
+        n_texts: int,
+    ) -> Any:
+        """BartForSequenceClassification's computation, on word embeddings as well.
+
+        transformers' own forward refuses ``inputs_embeds`` and batches whose rows hold
+        different numbers of ``</s>`` (a pair and a single text). The word embeddings
+        feed both the encoder and, shifted one place right after the decoder's start
+        token, the decoder (as ``shift_tokens_right`` does with the ids); the decoder's
+        state at each row's last ``</s>`` goes through the classification head.
+        """
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        config = self.model.config
+        embeds = self.word_embeddings(ids) if inputs_embeds is None else inputs_embeds
+        start = torch.full_like(ids[:, :1], int(config.decoder_start_token_id))
+        decoder_embeds = torch.cat(
+            [self.word_embeddings(start).to(embeds.dtype), embeds[:, :-1]], 1
+        )
+        try:
+            with self._attention_for(output_attentions=False):
+                out = self.model.model(
+                    inputs_embeds=embeds,
+                    decoder_inputs_embeds=decoder_embeds,
+                    attention_mask=kwargs["attention_mask"],
+                    use_cache=False,
+                )
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ExplanationError(
+                f"The model {self.model_id} failed on a batch of {n_texts} texts: {exc}"
+            ) from exc
+        hidden = out.last_hidden_state
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        last_eos = (positions * ids.eq(int(config.eos_token_id))).argmax(-1)
+        rows = torch.arange(ids.shape[0], device=hidden.device)
+        state = hidden[rows, last_eos.to(hidden.device)]
+        return SequenceClassifierOutput(logits=self.model.classification_head(state))
 
     def pooled_positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """The position the classifier reads in each row: 0 ([CLS], ``<s>``) for encoders,
@@ -659,6 +716,18 @@ def output_function_of(config: Any) -> str:
     if problem_type == "multi_label_classification" or int(config.num_labels) == 1:
         return "sigmoid"
     return "softmax"
+
+
+def _is_bart_classifier(model: Any) -> bool:
+    """A BART sequence classifier whose computation ``_bart_forward`` reproduces."""
+    config = model.config
+    return (
+        getattr(config, "model_type", None) == "bart"
+        and hasattr(model, "classification_head")
+        and hasattr(getattr(model, "model", None), "encoder")
+        and getattr(config, "decoder_start_token_id", None) is not None
+        and getattr(config, "eos_token_id", None) is not None
+    )
 
 
 def _forward_parameters(model: Any) -> set[str]:

@@ -117,6 +117,7 @@ class Attention(Explainer):
     https://arxiv.org/abs/1902.10186.
     """
 
+    needs: ClassVar[frozenset[str]] = frozenset({"attention"})
     name = "attention"
     description = "Attention from [CLS] to each token, for one layer/head or the mean."
     reference = "https://arxiv.org/abs/1902.10186"
@@ -165,6 +166,7 @@ class AttentionRollout(Explainer):
     https://arxiv.org/abs/2005.00928.
     """
 
+    needs: ClassVar[frozenset[str]] = frozenset({"attention"})
     name = "attention_rollout"
     description = (
         "Attention rollout (Abnar & Zuidema 2020): residual-aware attention through all layers."

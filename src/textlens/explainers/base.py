@@ -80,9 +80,10 @@ class Explainer:
     #: one by one (float32 round-off from padding); iterative optimisers loosen it.
     batch_rtol: ClassVar[float] = 1e-5
 
-    #: True for methods that read the model's insides (its word embeddings, gradients,
-    #: attention or hidden states); False for those that need only its outputs.
-    needs_model_internals: ClassVar[bool] = True
+    #: What the method reads beyond the model's outputs: "embeddings" (runs the model on
+    #: word embeddings and takes gradients), "attention", "hidden_states". See
+    #: :attr:`ModelAdapter.internals` for what a model offers.
+    needs: ClassVar[frozenset[str]] = frozenset({"embeddings", "attention", "hidden_states"})
 
     def __init__(self, model: ModelAdapter, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
         reason = type(self).unsupported_reason(model)
@@ -94,15 +95,19 @@ class Explainer:
     @classmethod
     def unsupported_reason(cls, model: ModelAdapter) -> str | None:
         """Why this method cannot explain ``model`` (None when it can)."""
-        if cls.needs_model_internals and getattr(model, "is_encoder_decoder", False):
-            kind = getattr(model.model.config, "model_type", "this model")
-            return (
-                f"{cls.name or cls.__name__} cannot explain {model.model_id}: it is an "
-                f"encoder-decoder classifier (model type {kind}, as BART's NLI models are), "
-                "whose embeddings, attention and hidden states textlens does not read. Use "
-                "a method that needs only its outputs: occlusion, lime or shap."
-            )
-        return None
+        offered = getattr(model, "internals", None)
+        if offered is None or cls.needs <= offered:
+            return None
+        from . import REGISTRY
+
+        usable = [n for n, c in REGISTRY.items() if c.needs <= offered]
+        kind = getattr(model.model.config, "model_type", "this model")
+        return (
+            f"{cls.name or cls.__name__} cannot explain {model.model_id}: it is an "
+            f"encoder-decoder classifier (model type {kind}), whose "
+            f"{' and '.join(sorted(cls.needs - offered)).replace('_', ' ')} textlens does not "
+            f"read. Use {', '.join(usable)}."
+        )
 
     def _pass_tokens(self) -> int:
         """Most tokens per model call of this method: the budget, or less where faster."""

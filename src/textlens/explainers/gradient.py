@@ -64,6 +64,7 @@ class PathPoints:
 
 
 class _GradientExplainer(Explainer):
+    needs: ClassVar[frozenset[str]] = frozenset({"embeddings"})
     parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {"output": [Options(OUTPUTS)]}
 
     def __init__(

@@ -937,6 +937,7 @@ class InformationLoss(Explainer):
     # ~2e-3 of its scale (the ranking is unchanged; the common test checks both).
     batch_rtol = 5e-3
 
+    needs: ClassVar[frozenset[str]] = frozenset({"embeddings", "hidden_states"})
     name = "information"
     description = (
         "Information each token keeps in a hidden state (Guan et al. 2019), fast batched fit."

@@ -85,7 +85,7 @@ class PerturbationExplainer(Explainer):
         the outputs; slower on CPUs without it. See :mod:`.engine`.
     """
 
-    needs_model_internals: ClassVar[bool] = False  # outputs only
+    needs: ClassVar[frozenset[str]] = frozenset()  # the model's outputs only
     parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "features": [Options(GROUPINGS), _IsGrouping()],
         "span_size": [Interval(int, 1, None)],
