@@ -280,3 +280,12 @@ def test_cli_evaluate_pairs(planted_adapter: ModelAdapter, tmp_path, capsys) -> 
     assert board["settings"]["n_texts"] == 2
     f1 = board["rows"]["occlusion"]["token_f1"]
     assert f1["n"] == 2 and 0 <= f1["value"] <= 1
+
+
+def test_leaderboard_data_takes_pairs() -> None:
+    from textlens.evaluation.leaderboard import as_examples
+
+    [example, plain] = as_examples([PAIRS[0], "the city"])
+    assert example.text == pair_text(*PAIRS[0]) and plain.text == "the city"
+    with pytest.raises(InvalidInputError, match="pairs of texts"):
+        as_examples([("a", "b", "c")])

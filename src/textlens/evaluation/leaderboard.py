@@ -261,7 +261,8 @@ def _spans_problem(field: str, value: Annotation, text: str) -> str | None:
 def as_examples(
     data: Sequence[str | Example | Mapping[str, Any]] | EvaluationData,
 ) -> list[Example]:
-    """Examples from texts, :class:`Example` objects or dicts with a ``text`` field."""
+    """Examples from texts, pairs of texts (tuples), :class:`Example` objects or dicts with
+    a ``text`` field."""
     if isinstance(data, EvaluationData):
         return list(data.examples)
     if isinstance(data, str):
@@ -274,6 +275,10 @@ def as_examples(
             out.append(item)
         elif isinstance(item, str):
             out.append(Example(item))
+        elif isinstance(item, tuple) and len(item) == 2 and all(isinstance(t, str) for t in item):
+            from ..pairs import pair_text
+
+            out.append(Example(pair_text(*item, index=i)))  # a pair of texts
         elif isinstance(item, Mapping) and isinstance(item.get("text"), str):
             label = item.get("label")
             out.append(
@@ -286,8 +291,8 @@ def as_examples(
             )
         else:
             raise InvalidInputError(
-                f"Item {i} of the data is a {type(item).__name__}; give texts, Example objects "
-                "or dicts with a 'text' field."
+                f"Item {i} of the data is a {type(item).__name__}; give texts, pairs of texts, "
+                "Example objects or dicts with a 'text' field."
             )
         bad = _annotation_problem(out[-1])
         if bad:
