@@ -381,6 +381,18 @@ def _more_family(name: str) -> tuple[Any, PreTrainedTokenizerFast]:
             pad_token_id=tok.pad_token_id,
         )
         return t.LlamaForSequenceClassification(cfg), tok
+    if name == "xlnet":  # relative positions, no length limit, summary of the last position
+        tok = unigram_tokenizer()
+        cfg = t.XLNetConfig(
+            vocab_size=len(tok),
+            d_model=32,
+            n_layer=2,
+            n_head=2,
+            d_inner=64,
+            num_labels=2,
+            pad_token_id=tok.pad_token_id,
+        )
+        return t.XLNetForSequenceClassification(cfg), tok
     if name == "bart":  # encoder-decoder: the decoder's last </s> is classified
         tok = bpe_tokenizer()
         cfg = t.BartConfig(
@@ -537,6 +549,7 @@ MORE_FAMILIES = {
     "funnel": ("attention", "attention_rollout"),  # pooled: later layers attend to pools
     "gpt2": (),  # decoders: attention is read from the last token, which they classify
     "llama": (),
+    "xlnet": (),
     "bart": ("attention", "attention_rollout", "information"),  # embeddings: yes; the rest: no
 }
 REFUSALS = {"bart": "encoder-decoder classifier"}
@@ -552,6 +565,14 @@ def test_more_families(name: str, tmp_path) -> None:
     tokenizer.save_pretrained(tmp_path)
     adapter = ModelAdapter.from_pretrained(tmp_path)
     encoding = adapter.encode(TEXTS)
+    # The longest input fits the model (RoBERTa-style positions start after padding_idx).
+    assert adapter.max_length == (512 if name == "xlnet" else 64)  # XLNet: no limit
+    with pytest.warns(TruncationWarning):
+        [long] = make_explainer("occlusion", adapter).explain(
+            [" ".join(["the movie"] * (adapter.max_length // 2 + 10))]
+        )
+    assert len(long.tokens) == adapter.max_length
+    assert all(math.isfinite(s) for s in long.scores)
     for method in sorted(REGISTRY):
         if name in REFUSALS and method in MORE_FAMILIES[name]:  # refused when made
             with pytest.raises(InvalidParameterError, match=REFUSALS[name]):
@@ -583,9 +604,11 @@ def test_more_families(name: str, tmp_path) -> None:
                 assert sum(e.scores) == pytest.approx(1.0, abs=1e-4)
     if name == "bart":
         _bart_agrees_with_captum(adapter, TEXTS, n_steps=8)
+    elif name == "xlnet":  # its embedding layer's output is [length, batch, dim]
+        _agrees_with_captum_on_embeddings(adapter, TEXTS, n_steps=8)
     else:
         assert_agrees_with_captum(adapter, TEXTS, n_steps=8)
-    if adapter.pools_last_token or name == "bart":
+    if adapter.pools_last_token or name == "bart":  # XLNet's tokenizers pad on the left
         # predictions of a padded batch (for BART with a pair in it, which transformers
         # refuses to batch) = transformers' own, one text at a time
         plain, _ = family(name)
@@ -670,3 +693,33 @@ def _bart_agrees_with_captum(adapter: ModelAdapter, texts: list[str], n_steps: i
         scale = np.linalg.norm(reference)
         assert scale > 0
         assert np.abs(np.asarray(e.scores) - reference).max() <= 1e-4 * scale, (e.text,)
+
+
+def _agrees_with_captum_on_embeddings(
+    adapter: ModelAdapter, texts: list[str], n_steps: int
+) -> None:
+    """Captum's IntegratedGradients on transformers' model fed word embeddings, one text
+    at a time (no padding), against ours computed in a padded batch."""
+    from captum.attr import IntegratedGradients as CaptumIG
+
+    ours = make_explainer("integrated_gradients", adapter, n_steps=n_steps).explain(texts)
+    for text, e in zip(texts, ours, strict=True):
+        encoding = adapter.encode([text])
+        ids = encoding.input_ids
+        keep = encoding.special_mask()
+        baseline_ids = torch.where(keep, ids, torch.full_like(ids, adapter.pad_token_id))
+        with torch.no_grad():
+            inputs = adapter.word_embeddings(ids)
+            baseline = adapter.word_embeddings(baseline_ids)
+
+        def forward(embeds: torch.Tensor) -> torch.Tensor:
+            mask = torch.ones(embeds.shape[:2], dtype=torch.long)
+            return adapter.model(inputs_embeds=embeds, attention_mask=mask).logits
+
+        attributions = CaptumIG(forward).attribute(
+            inputs, baselines=baseline, target=e.target, n_steps=n_steps, method="gausslegendre"
+        )
+        reference = attributions.sum(-1)[0].detach().double().numpy()
+        scale = np.linalg.norm(reference)
+        assert scale > 0
+        assert np.abs(np.asarray(e.scores) - reference).max() <= 1e-4 * scale, (text,)

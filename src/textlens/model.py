@@ -221,7 +221,7 @@ class ModelAdapter:
             parameter.requires_grad_(False)
         self.tokenizer = tokenizer
         self.model_id = model_id
-        self.max_length = max_length or _default_max_length(model.config, tokenizer)
+        self.max_length = max_length or _default_max_length(model.config, tokenizer, self.model)
         self.labels = _labels(model.config)
         self.output_function = output_function or output_function_of(model.config)
         self._input_names = [
@@ -236,7 +236,14 @@ class ModelAdapter:
         # `inputs_embeds` lack (it then takes the last position, a pad in a padded batch)
         # and refuses batches when the config names no pad token. textlens reads the
         # head's per-position output at the last real token by the attention mask instead.
-        self.pools_last_token = isinstance(getattr(self.model, "score", None), torch.nn.Linear)
+        self._score_head = isinstance(getattr(self.model, "score", None), torch.nn.Linear)
+        # XLNet-style heads summarise the hidden state at the last position (their
+        # tokenizers pad on the left): textlens pads on the right and moves each row's
+        # last real token's state there.
+        summary = getattr(self.model, "sequence_summary", None)
+        self._summary_last = getattr(summary, "summary_type", None) == "last"
+        #: Whether the classifier reads each row's last real token (else its first).
+        self.pools_last_token = self._score_head or self._summary_last
         #: BART-style classifiers: a decoder reads the encoder's output and the last
         #: </s> of the decoder is classified.
         self.is_encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
@@ -545,7 +552,22 @@ class ModelAdapter:
             if threading.get_ident() == caller:
                 per_position.append(output)
 
-        handle = self.model.score.register_forward_hook(keep) if self.pools_last_token else None
+        def last_to_end(_module: Any, args: tuple[Any, ...]) -> Any:
+            if threading.get_ident() != caller:
+                return None
+            states = args[0]
+            rows = torch.arange(states.shape[0], device=states.device)
+            moved = states.clone()
+            moved[:, -1] = states[rows, self.pooled_positions(mask).to(states.device)]
+            return (moved, *args[1:])
+
+        handle = (
+            self.model.score.register_forward_hook(keep)
+            if self._score_head
+            else self.model.sequence_summary.register_forward_pre_hook(last_to_end)
+            if self._summary_last
+            else None
+        )
         try:
             with self._attention_for(output_attentions=output_attentions):
                 out = self.model(
@@ -932,19 +954,29 @@ def _resolve_device(device: str) -> torch.device:
         ) from exc
 
 
-def _default_max_length(config: Any, tokenizer: Any) -> int:
+def _default_max_length(config: Any, tokenizer: Any, model: Any = None) -> int:
     candidates = []
     positions = getattr(config, "max_position_embeddings", None)
-    if positions:
-        # RoBERTa-style models reserve padding_idx + 1 positions.
-        offset = (
-            2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
-        )
-        candidates.append(int(positions) - offset)
+    if isinstance(positions, int) and positions > 0:  # XLNet says -1: no such limit
+        candidates.append(positions - _position_offset(config, model))
     tok_max = getattr(tokenizer, "model_max_length", None)
     if tok_max and tok_max < _SANE_MAX_LENGTH:
         candidates.append(int(tok_max))
     return min(candidates) if candidates else 512
+
+
+def _position_offset(config: Any, model: Any) -> int:
+    """Positions a model reserves before the first token's.
+
+    RoBERTa-style embeddings (RoBERTa, XLM-R, CamemBERT, MPNet, Longformer, Data2Vec,
+    X-MOD...) number the tokens from ``padding_idx + 1``, so ``padding_idx + 1`` of
+    their ``max_position_embeddings`` are never a token's.
+    """
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    padding_idx = getattr(embeddings, "padding_idx", None)
+    if isinstance(padding_idx, int) and hasattr(embeddings, "position_embeddings"):
+        return padding_idx + 1
+    return 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
 
 
 def _labels(config: Any) -> list[str]:
