@@ -381,6 +381,10 @@ def _more_family(name: str) -> tuple[Any, PreTrainedTokenizerFast]:
             pad_token_id=tok.pad_token_id,
         )
         return t.LlamaForSequenceClassification(cfg), tok
+    if name == "modernbert-mean":  # the classifier reads the mean over tokens
+        model, tok = family("modernbert")
+        model.config.classifier_pooling = "mean"
+        return model, tok
     if name == "xlnet":  # relative positions, no length limit, summary of the last position
         tok = unigram_tokenizer()
         cfg = t.XLNetConfig(
@@ -550,6 +554,7 @@ MORE_FAMILIES = {
     "gpt2": (),  # decoders: attention is read from the last token, which they classify
     "llama": (),
     "xlnet": (),
+    "modernbert-mean": (),
     "bart": ("attention", "attention_rollout", "information"),  # embeddings: yes; the rest: no
 }
 REFUSALS = {"bart": "encoder-decoder classifier"}
@@ -583,7 +588,7 @@ def test_more_families(name: str, tmp_path) -> None:
             with pytest.raises(InvalidParameterError, match="does not compute full self-att"):
                 explainer.explain(TEXTS)
             continue
-        if name in ("funnel", "deberta-v3") and method == "grad_x_input":
+        if name in ("funnel", "deberta-v3", "modernbert-mean") and method == "grad_x_input":
             # Their embeddings are LayerNorm(word embedding), no positions: zero exactly
             # (see "What grad_x_input measures" in the README).
             with pytest.warns(UninformativeScoresWarning):
@@ -723,3 +728,18 @@ def _agrees_with_captum_on_embeddings(
         scale = np.linalg.norm(reference)
         assert scale > 0
         assert np.abs(np.asarray(e.scores) - reference).max() <= 1e-4 * scale, (text,)
+
+
+def test_attention_of_a_mean_pooling_classifier_is_the_mean_over_its_tokens() -> None:
+    torch.manual_seed(0)
+    model, tokenizer = family("modernbert-mean")
+    adapter = ModelAdapter(model.eval(), tokenizer)
+    assert adapter.pools_mean and not adapter.pools_last_token
+    encoding = adapter.encode(TEXTS)
+    with torch.no_grad():
+        last = adapter.forward(encoding, output_attentions=True).attentions[-1].mean(1)
+    results = make_explainer("attention", adapter).explain(TEXTS)
+    for i, e in enumerate(results):
+        n = encoding.lengths[i]
+        expected = last[i, :n, :n].mean(0).numpy()  # every real query row alike
+        np.testing.assert_allclose(e.scores, expected, rtol=1e-5, atol=1e-7)

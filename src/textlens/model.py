@@ -244,6 +244,11 @@ class ModelAdapter:
         self._summary_last = getattr(summary, "summary_type", None) == "last"
         #: Whether the classifier reads each row's last real token (else its first).
         self.pools_last_token = self._score_head or self._summary_last
+        #: Whether it averages over every token instead (ModernBERT's and EuroBERT's
+        #: ``classifier_pooling`` "mean", EuroBERT's "late").
+        self.pools_mean = not self.pools_last_token and getattr(
+            self.model.config, "classifier_pooling", None
+        ) in ("mean", "late")
         #: BART-style classifiers: a decoder reads the encoder's output and the last
         #: </s> of the decoder is classified.
         self.is_encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
@@ -630,6 +635,20 @@ class ModelAdapter:
         rows = torch.arange(ids.shape[0], device=hidden.device)
         state = hidden[rows, last_eos.to(hidden.device)]
         return SequenceClassifierOutput(logits=self.model.classification_head(state))
+
+    def reader_weights(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[rows, len]``: how much the classifier reads each position (rows sum to 1).
+
+        One position ([CLS] or the last token, see :meth:`pooled_positions`), or every
+        real token alike for a mean-pooling classifier (:attr:`pools_mean`).
+        """
+        real = (attention_mask != 0).float()
+        if self.pools_mean:
+            return real / real.sum(-1, keepdim=True).clamp(min=1.0)
+        weights = torch.zeros_like(real)
+        rows = torch.arange(real.shape[0], device=real.device)
+        weights[rows, self.pooled_positions(attention_mask).to(real.device)] = 1.0
+        return weights
 
     def pooled_positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """The position the classifier reads in each row: 0 ([CLS], ``<s>``) for encoders,

@@ -70,7 +70,8 @@ def _cls_attentions(
     model: ModelAdapter, batch: Encoding, method: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The attention paid by the position the classifier reads (the first, [CLS]; the last
-    token of a decoder classifier), ``[layers, batch, heads, len]``, and the logits.
+    token of a decoder classifier; the mean over tokens for a mean-pooling one),
+    ``[layers, batch, heads, len]``, and the logits.
 
     Models with full self-attention give it as that row of every attention matrix.
     Longformer-style models attend locally, but their first token attends globally (their
@@ -80,10 +81,10 @@ def _cls_attentions(
     out = _attention_pass(model, batch)
     length = batch.input_ids.shape[1]
     if _square(out, length):
-        rows = torch.arange(len(batch))
-        reader = model.pooled_positions(batch.attention_mask)  # [CLS], or a decoder's last token
+        # [CLS], a decoder's last token, or every token for a mean-pooling classifier
+        reader = model.reader_weights(batch.attention_mask)  # [batch, queries]
         weights = [
-            a.float()[rows.to(a.device), :, reader.to(a.device), :]  # [batch, heads, keys]
+            torch.einsum("bq,bhqk->bhk", reader.to(a.device), a.float())  # [batch, heads, keys]
             for a in out.attentions
         ]
         return torch.stack(weights), out.logits
@@ -191,8 +192,8 @@ class AttentionRollout(Explainer):
             mixed = 0.5 * layer_att + 0.5 * eye
             mixed = mixed / mixed.sum(-1, keepdim=True)
             rollout = mixed @ rollout
-        reader = self.model.pooled_positions(batch.attention_mask).to(rollout.device)
-        scores = rollout[torch.arange(len(batch), device=rollout.device), reader, :].cpu().numpy()
+        reader = self.model.reader_weights(batch.attention_mask).to(rollout.device)
+        scores = torch.einsum("bq,bqk->bk", reader, rollout).cpu().numpy()
         explained = [
             Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)
         ]
