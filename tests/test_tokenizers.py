@@ -743,3 +743,24 @@ def test_attention_of_a_mean_pooling_classifier_is_the_mean_over_its_tokens() ->
         n = encoding.lengths[i]
         expected = last[i, :n, :n].mean(0).numpy()  # every real query row alike
         np.testing.assert_allclose(e.scores, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["bert", "gpt2", "modernbert-mean"])
+def test_information_reads_where_the_classifier_reads(name: str) -> None:
+    from textlens.explainers.information import ModelState
+
+    torch.manual_seed(0)
+    model, tokenizer = family(name)
+    adapter = ModelAdapter(model.eval(), tokenizer)
+    encoding = adapter.encode(TEXTS)
+    embeds = adapter.word_embeddings(encoding.input_ids)
+    with torch.no_grad():
+        read = ModelState(adapter, 1, "cls")(encoding, embeds)[:, 0]
+        states = ModelState(adapter, 1, "all")(encoding, embeds)
+    for i, n in enumerate(encoding.lengths):
+        expected = {
+            "bert": states[i, 0],
+            "gpt2": states[i, n - 1],
+            "modernbert-mean": states[i, :n].mean(0),
+        }[name]
+        torch.testing.assert_close(read[i], expected, rtol=1e-5, atol=1e-6)

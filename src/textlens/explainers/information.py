@@ -644,17 +644,20 @@ class ModelState:
 def _at_reader(
     model: ModelAdapter, states: torch.Tensor, batch: Encoding, repeat: int = 1
 ) -> torch.Tensor:
-    """``states [rows, len, F]`` at the position the classifier reads: ``[rows, 1, F]``
-    (position 0, [CLS], except for decoder classifiers, which read their last token)."""
-    if not model.pools_last_token:
+    """``states [rows, len, F]`` where the classifier reads them: ``[rows, 1, F]``.
+
+    Position 0 ([CLS]) for most encoders, the last real token for decoder classifiers,
+    the mean over real tokens for mean-pooling ones (see ``ModelAdapter.reader_weights``).
+    """
+    if not (model.pools_last_token or model.pools_mean):
         return states[:, :1]
     mask = (
         batch.attention_mask.repeat_interleave(repeat, dim=0)
         if repeat > 1
         else batch.attention_mask
     )
-    reader = model.pooled_positions(mask).to(states.device)
-    return states[torch.arange(states.shape[0], device=states.device), reader][:, None, :]
+    weights = model.reader_weights(mask).to(device=states.device, dtype=states.dtype)
+    return torch.einsum("bl,blf->bf", weights, states)[:, None, :]
 
 
 def _capture_and_stop(captured: list[torch.Tensor]) -> Callable[..., None]:
@@ -706,7 +709,9 @@ def check_layer(model: ModelAdapter, layer: Any, owner: str = "InformationLoss")
 
 # ---------------------------------------------------------------------------- regularisation r
 CACHE_DIR_ENV = "TEXTLENS_CACHE_DIR"
-_CACHE_VERSION = 1
+# 2: "_cls" spreads are where the classifier reads (last token of decoders, mean of
+# mean-pooling classifiers), no longer always position 0.
+_CACHE_VERSION = 2
 _SAMPLE_RESOURCE = "data/default_sample.txt"
 
 
