@@ -289,3 +289,14 @@ def test_leaderboard_data_takes_pairs() -> None:
     assert example.text == pair_text(*PAIRS[0]) and plain.text == "the city"
     with pytest.raises(InvalidInputError, match="pairs of texts"):
         as_examples([("a", "b", "c")])
+
+
+def test_cli_layers_pairs(planted_adapter: ModelAdapter, tmp_path, capsys) -> None:
+    planted_adapter.model.save_pretrained(tmp_path / "model")
+    planted_adapter.tokenizer.save_pretrained(tmp_path / "model")
+    args = ["layers", str(tmp_path / "model"), PAIRS[0][0], "--layer", "1", "--format", "json"]
+    assert main([*args, "--pair", PAIRS[0][1], "--seed", "0"]) == 0
+    sweep = json.loads(capsys.readouterr().out)
+    assert sweep["text"] == pair_text(*PAIRS[0])
+    assert main([*args, "--pair", "a", "--pair", "b"]) == 2
+    assert "2 --pair texts for 1 texts" in capsys.readouterr().err

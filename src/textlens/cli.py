@@ -279,11 +279,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InvalidParameterError("Give --target or --target-field, not both.")
     if args.pair_field and not args.input:
         raise InvalidParameterError("--pair-field goes with --input FILE; for texts use --pair.")
-    if args.pair and len(args.pair) != len(args.text):
-        raise InvalidParameterError(
-            f"{len(args.pair)} --pair texts for {len(args.text)} texts: give one --pair per "
-            "text, in the same order."
-        )
+    _check_pairs(args)
     for method in methods:  # bad parameters fail before the (possibly slow) model load
         _registry()[method].check_parameters(**_method_params(method, options))
     _check_output_file(args.output, "--output", [args.input])
@@ -291,7 +287,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     model = _load_model(args)
     if args.input:
         return _explain_file(model, methods, options, args)
-    texts: list[Any] = list(zip(args.text, args.pair, strict=True)) if args.pair else args.text
+    texts = _texts_and_pairs(args)
     per_text = _explain_all(model, texts, methods, options, args.target)
     if args.format == "json":
         for group in per_text:
@@ -306,6 +302,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
         path = write_html(args.html, [e for group in per_text for e in group])
         print(f"HTML report: {path}", file=sys.stderr)
     return 0
+
+
+def _check_pairs(args: argparse.Namespace) -> None:
+    if args.pair and len(args.pair) != len(args.text):
+        raise InvalidParameterError(
+            f"{len(args.pair)} --pair texts for {len(args.text)} texts: give one --pair per "
+            "text, in the same order."
+        )
+
+
+def _texts_and_pairs(args: argparse.Namespace) -> list[Any]:
+    """The command's texts, each paired with its ``--pair`` text when there are some."""
+    return list(zip(args.text, args.pair, strict=True)) if args.pair else list(args.text)
 
 
 def _explain_file(
@@ -503,6 +512,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
     if args.layer is not None and args.all_layers:
         raise InvalidParameterError("Give --layer N or --all-layers, not both.")
+    _check_pairs(args)
     _check_output_file(args.png, "--png")
     _check_output_file(args.html, "--html")
     model = _load_model(args)
@@ -512,7 +522,9 @@ def cmd_layers(args: argparse.Namespace) -> int:
     if args.precision is not None:
         params["precision"] = args.precision
     layers = None if args.layer is None else [args.layer]
-    sweeps = layer_sweep(model, list(args.text), layers=layers, positions=args.positions, **params)
+    sweeps = layer_sweep(
+        model, _texts_and_pairs(args), layers=layers, positions=args.positions, **params
+    )
     if args.format == "json":
         for sweep in sweeps:
             print(json.dumps(sweep.to_dict(), ensure_ascii=False))
@@ -746,6 +758,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="a local model folder, or 'demo'")
     p.add_argument("text", nargs="+", help="one or a few texts")
+    p.add_argument(
+        "--pair",
+        action="append",
+        metavar="TEXT",
+        help="the second text of a pair, for a pair classifier; once per text, in order",
+    )
     p.add_argument("--layer", type=int, help="one layer (1..L)")
     p.add_argument("--all-layers", action="store_true", help="every layer 1..L (the default)")
     p.add_argument(

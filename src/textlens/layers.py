@@ -110,7 +110,7 @@ class LayerSweep:
 
 def layer_sweep(
     model: ModelAdapter,
-    texts: Sequence[str],
+    texts: Sequence[str | tuple[str, str]],
     *,
     layers: Sequence[int] | None = None,
     positions: str = "all",
@@ -121,8 +121,8 @@ def layer_sweep(
     Parameters
     ----------
     model : ModelAdapter
-    texts : list of str
-        One or a few texts; all are fitted together at each layer.
+    texts : list of str or of (str, str) pairs
+        One or a few texts (or pairs of texts); all are fitted together at each layer.
     layers : list of int, optional
         1-based layers to sweep; default every layer ``1..num_layers``.
     positions : {'all', 'cls'}
