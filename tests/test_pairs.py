@@ -90,7 +90,7 @@ def test_pair_forms_are_the_same_pair(planted_adapter: ModelAdapter) -> None:
     assert words == ("the", "movie", "was", "wonderful", "an", "awful", "plot")
     assert tl.Explanation.from_dict(json.loads(json.dumps(e.to_dict()))).pair == e.pair
     page = e.to_html()  # the word heatmap shows where the second text starts
-    assert page.count('<span class="pair">\u241e</span>') == 1
+    assert page.count(">second text ▸</span>") == 1
     assert page.index('title="wonderful:') < page.index('class="pair"') < page.index('title="an:')
 
 

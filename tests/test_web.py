@@ -196,7 +196,7 @@ def test_page_explains_a_pair_and_says_what_was_cut(
         page.close()
     assert errors == []
     assert found["marks"] == 2  # one per method's heatmap
-    assert found["heatmap"].startswith(first + " \u241e the city")
+    assert found["heatmap"].startswith(first + " second text \u25b8 the city")
     assert not found["truncatedHidden"]
     with pytest.warns(TruncationWarning):
         [want] = tl.explain(planted_adapter, [(first, second)], method="saliency")

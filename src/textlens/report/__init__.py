@@ -17,6 +17,9 @@ from ..errors import MissingDependencyError
 from ..explanation import Explanation
 from ..pairs import PAIR_MARK
 
+#: Shown where the second text of a pair starts (fonts often lack the U+241E glyph).
+PAIR_LABEL = "second text ▸"
+
 __all__ = ["render_html", "score_color", "write_html"]
 
 
@@ -47,7 +50,7 @@ def _units(explanation: Explanation, level: str) -> list[dict[str, Any]]:
         mark = explanation.text.index(PAIR_MARK)
         second = next((i for i, w in enumerate(explanation.words) if w.start > mark), None)
         if second is not None:
-            out[second]["pair_start"] = PAIR_MARK
+            out[second]["pair_start"] = PAIR_LABEL
     return out
 
 

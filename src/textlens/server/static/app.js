@@ -207,7 +207,7 @@ function plainText(box, text) {
   const at = text.indexOf(PAIR_MARK);
   if (at < 0) { box.append(document.createTextNode(text)); return; }
   box.append(document.createTextNode(text.slice(0, at)));
-  const mark = el("span", "pair-mark", PAIR_MARK);
+  const mark = el("span", "pair-mark", "second text \u25b8");  // fonts often lack the mark's glyph
   mark.title = "the second text of the pair starts here";
   box.append(mark, document.createTextNode(text.slice(at + 1)));
 }
