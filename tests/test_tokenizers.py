@@ -764,3 +764,18 @@ def test_information_reads_where_the_classifier_reads(name: str) -> None:
             "modernbert-mean": states[i, :n].mean(0),
         }[name]
         torch.testing.assert_close(read[i], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_tokenizer_without_a_pad_token_pads_with_end_of_text() -> None:
+    """GPT-2's tokenizer has no pad token: batches and the pad baseline use </s> (eos)."""
+    torch.manual_seed(0)
+    model, tokenizer = family("gpt2")
+    tokenizer.pad_token = None
+    assert tokenizer.pad_token_id is None
+    adapter = ModelAdapter(model.eval(), tokenizer)
+    assert adapter.pad_token_id == tokenizer.eos_token_id
+    assert adapter.model.config.pad_token_id == tokenizer.eos_token_id
+    results = make_explainer("integrated_gradients", adapter, n_steps=8).explain(TEXTS)
+    for text, batched in zip(TEXTS, results, strict=True):
+        [alone] = make_explainer("integrated_gradients", adapter, n_steps=8).explain([text])
+        np.testing.assert_allclose(alone.scores, batched.scores, rtol=1e-4, atol=1e-6)

@@ -353,8 +353,17 @@ class ModelAdapter:
 
     @property
     def pad_token_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return int(pad if pad is not None else 0)
+        """The tokenizer's pad token; without one (GPT-2), the model config's, else the
+        end-of-text token (the usual stand-in), else 0."""
+        config = self.model.config.get_text_config()
+        for pad in (
+            self.tokenizer.pad_token_id,
+            getattr(config, "pad_token_id", None),
+            self.tokenizer.eos_token_id,
+        ):
+            if isinstance(pad, int):
+                return pad
+        return 0
 
     @property
     def mask_token_id(self) -> int:
