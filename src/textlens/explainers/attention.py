@@ -120,7 +120,10 @@ class Attention(Explainer):
 
     needs: ClassVar[frozenset[str]] = frozenset({"attention"})
     name = "attention"
-    description = "Attention from [CLS] to each token, for one layer/head or the mean."
+    description = (
+        "Attention from [CLS] (or the token the classifier reads) to each token, for one "
+        "layer/head or the mean."
+    )
     reference = "https://arxiv.org/abs/1902.10186"
     parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "layer": [InstanceOf(int, "an int"), Options(("mean",))],
