@@ -397,6 +397,22 @@ def _more_family(name: str) -> tuple[Any, PreTrainedTokenizerFast]:
             pad_token_id=tok.pad_token_id,
         )
         return t.XLNetForSequenceClassification(cfg), tok
+    if name == "t5":  # encoder-decoder classified at its last end-of-text token
+        tok = unigram_tokenizer()
+        cfg = t.T5Config(
+            vocab_size=len(tok),
+            d_model=32,
+            d_kv=16,
+            d_ff=64,
+            num_layers=1,
+            num_decoder_layers=1,
+            num_heads=2,
+            num_labels=2,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.sep_token_id,
+            decoder_start_token_id=tok.pad_token_id,
+        )
+        return t.T5ForSequenceClassification(cfg), tok
     if name == "bart":  # encoder-decoder: the decoder's last </s> is classified
         tok = bpe_tokenizer()
         cfg = t.BartConfig(
@@ -557,7 +573,8 @@ MORE_FAMILIES = {
     "modernbert-mean": (),
     "bart": ("attention", "attention_rollout", "information"),  # embeddings: yes; the rest: no
 }
-REFUSALS = {"bart": "encoder-decoder classifier"}
+MORE_FAMILIES["t5"] = tuple(n for n, c in REGISTRY.items() if c.needs)  # outputs only
+REFUSALS = {"bart": "encoder-decoder classifier", "t5": "encoder-decoder classifier"}
 
 
 @pytest.mark.parametrize("name", sorted(MORE_FAMILIES))
@@ -571,7 +588,7 @@ def test_more_families(name: str, tmp_path) -> None:
     adapter = ModelAdapter.from_pretrained(tmp_path)
     encoding = adapter.encode(TEXTS)
     # The longest input fits the model (RoBERTa-style positions start after padding_idx).
-    assert adapter.max_length == (512 if name == "xlnet" else 64)  # XLNet: no limit
+    assert adapter.max_length == (512 if name in ("xlnet", "t5") else 64)  # no limit there
     with pytest.warns(TruncationWarning):
         [long] = make_explainer("occlusion", adapter).explain(
             [" ".join(["the movie"] * (adapter.max_length // 2 + 10))]
@@ -607,13 +624,15 @@ def test_more_families(name: str, tmp_path) -> None:
         if method == "attention":  # [CLS]'s attention over the tokens: a distribution
             for e in results:
                 assert sum(e.scores) == pytest.approx(1.0, abs=1e-4)
-    if name == "bart":
+    if name == "t5":
+        pass  # no gradient methods
+    elif name == "bart":
         _bart_agrees_with_captum(adapter, TEXTS, n_steps=8)
     elif name == "xlnet":  # its embedding layer's output is [length, batch, dim]
         _agrees_with_captum_on_embeddings(adapter, TEXTS, n_steps=8)
     else:
         assert_agrees_with_captum(adapter, TEXTS, n_steps=8)
-    if adapter.pools_last_token or name == "bart":  # XLNet's tokenizers pad on the left
+    if adapter.pools_last_token or name in ("bart", "t5"):  # XLNet's tokenizers pad on the left
         # predictions of a padded batch (for BART with a pair in it, which transformers
         # refuses to batch) = transformers' own, one text at a time
         plain, _ = family(name)

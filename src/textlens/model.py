@@ -559,6 +559,8 @@ class ModelAdapter:
             if repeat > 1 and inputs_embeds is not None:
                 ids = ids.repeat_interleave(repeat, dim=0)
             return self._bart_forward(ids.to(self.device), inputs_embeds, kwargs, len(batch))
+        if self.is_encoder_decoder and "input_ids" in kwargs:
+            return self._forward_by_eos_count(kwargs, len(batch))
         per_position: list[torch.Tensor] = []
         caller = threading.get_ident()  # calls from other threads run the same module
 
@@ -602,6 +604,31 @@ class ModelAdapter:
         finally:
             if handle is not None:
                 handle.remove()
+
+    def _forward_by_eos_count(self, kwargs: dict[str, Any], n_texts: int) -> Any:
+        """Logits of an encoder-decoder classifier (T5, mBART...) for rows that may hold
+        different numbers of end-of-text tokens (a pair among single texts), which
+        transformers refuses in one batch: one call per count."""
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        ids = kwargs["input_ids"]
+        eos = getattr(self.model.config, "eos_token_id", None)
+        counts = ids.eq(int(eos)).sum(-1) if isinstance(eos, int) else torch.zeros(len(ids))
+        logits: torch.Tensor | None = None
+        for count in torch.unique(counts).tolist():
+            rows = (counts == count).nonzero().flatten()
+            part = {k: v[rows] if torch.is_tensor(v) else v for k, v in kwargs.items()}
+            try:
+                with self._attention_for(output_attentions=False):
+                    out = self.model(**part).logits
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise ExplanationError(
+                    f"The model {self.model_id} failed on a batch of {n_texts} texts: {exc}"
+                ) from exc
+            if logits is None:
+                logits = out.new_zeros((len(ids), out.shape[-1]))
+            logits[rows] = out
+        return SequenceClassifierOutput(logits=logits)
 
     def _bart_forward(
         self,
