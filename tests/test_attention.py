@@ -30,7 +30,7 @@ def test_attention_is_the_cls_row(planted_adapter: ModelAdapter, layer, head) ->
         expected = att.mean(0) if head == "mean" else att[head]
         np.testing.assert_allclose(e.scores, expected, rtol=1e-5, atol=1e-7)
         assert sum(e.scores) == pytest.approx(1.0, abs=1e-5)  # padding gets no attention
-        assert e.quality == {"target_independent": True}
+        assert e.quality == {"target_independent": True, "read_from": "first token"}
 
 
 def test_rollout_multiplies_residual_attention_through_layers(planted_adapter) -> None:

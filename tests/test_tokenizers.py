@@ -624,6 +624,13 @@ def test_more_families(name: str, tmp_path) -> None:
         if method == "attention":  # [CLS]'s attention over the tokens: a distribution
             for e in results:
                 assert sum(e.scores) == pytest.approx(1.0, abs=1e-4)
+                assert e.quality["read_from"] == (
+                    "last token"
+                    if name in ("gpt2", "llama", "xlnet")
+                    else "mean of the tokens"
+                    if name == "modernbert-mean"
+                    else "first token"
+                )
     if name == "t5":
         pass  # no gradient methods
     elif name == "bart":

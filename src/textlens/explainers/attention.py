@@ -94,6 +94,13 @@ def _cls_attentions(
     raise _not_full_attention(model, method, out, length)
 
 
+def _reader(model: ModelAdapter) -> str:
+    """Whose attention the scores are: what the classifier reads."""
+    if model.pools_mean:
+        return "mean of the tokens"
+    return "last token" if model.pools_last_token else "first token"
+
+
 def _check_index(owner: str, name: str, value: int | str, size: int) -> None:
     if isinstance(value, int) and not -size <= value < size:
         raise InvalidParameterError(
@@ -156,7 +163,8 @@ class Attention(Explainer):
         att = att.mean(1) if self.head == "mean" else att[:, cast(int, self.head)]
         scores = att.cpu().numpy()
         explained = [
-            Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)
+            Scores(scores[i, :n], {**_TARGET_INDEPENDENT, "read_from": _reader(self.model)})
+            for i, n in enumerate(batch.lengths)
         ]
         return explained, logits
 
@@ -198,6 +206,7 @@ class AttentionRollout(Explainer):
         reader = self.model.reader_weights(batch.attention_mask).to(rollout.device)
         scores = torch.einsum("bq,bqk->bk", reader, rollout).cpu().numpy()
         explained = [
-            Scores(scores[i, :n], dict(_TARGET_INDEPENDENT)) for i, n in enumerate(batch.lengths)
+            Scores(scores[i, :n], {**_TARGET_INDEPENDENT, "read_from": _reader(self.model)})
+            for i, n in enumerate(batch.lengths)
         ]
         return explained, logits
