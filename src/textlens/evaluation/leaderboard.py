@@ -161,7 +161,7 @@ def load_evaluation_data(
             continue
         try:
             example = _example(record, pair_field)
-        except (InputFileError, InvalidInputError) as exc:
+        except InvalidInputError as exc:
             problems.append(f"line {record.line}: {exc}")
             continue
         bad = _annotation_problem(example)
@@ -187,7 +187,7 @@ def _example(record: Any, pair_field: str | None) -> Example:
     text = record.text
     rationale, planted = record.extra.get("rationale"), record.extra.get("planted")
     if pair_field is not None:
-        second = record.label if pair_field == "label" else record.extra.get(pair_field)
+        second = record.extra.get(pair_field)
         if not isinstance(second, str) or not second.strip():
             got = f" (got {second!r})" if second is not None else ""
             raise InputFileError(f"it has no text in its pair field {pair_field!r}{got}")

@@ -110,8 +110,9 @@ def _check_index(owner: str, name: str, value: int | str, size: int) -> None:
 
 
 class Attention(Explainer):
-    """Attention paid by the [CLS] position (position 0) to each token (for a decoder
-    classifier such as GPT-2 or Llama, by the last token, which its classifier reads).
+    """Attention paid by the [CLS] position (position 0) to each token: by the position the
+    classifier reads, so for a decoder classifier (GPT-2, Llama) the last token, and for
+    a mean-pooling one the mean over the tokens (``quality["read_from"]`` says which).
 
     Parameters
     ----------
