@@ -859,6 +859,7 @@ MALFORMED: list[tuple[str, bytes, int]] = [
     ("100 KB text", json.dumps({"texts": [LONG]}).encode(), 422),
     ("unknown method", b'{"texts": ["the movie"], "methods": ["nope"]}', 422),
     ("wrong types", b'{"texts": [1, 2, 3], "top_k": "x"}', 422),
+    ("half a pair", b'{"texts": [["the movie"]]}', 422),
     ("invalid utf-8", b'{"texts": ["the \xff\xfe movie"]}', 400),
 ]
 
