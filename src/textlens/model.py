@@ -562,28 +562,7 @@ class ModelAdapter:
         if self.is_encoder_decoder and "input_ids" in kwargs:
             return self._forward_by_eos_count(kwargs, len(batch))
         per_position: list[torch.Tensor] = []
-        caller = threading.get_ident()  # calls from other threads run the same module
-
-        def keep(_module: Any, _args: Any, output: torch.Tensor) -> None:
-            if threading.get_ident() == caller:
-                per_position.append(output)
-
-        def last_to_end(_module: Any, args: tuple[Any, ...]) -> Any:
-            if threading.get_ident() != caller:
-                return None
-            states = args[0]
-            rows = torch.arange(states.shape[0], device=states.device)
-            moved = states.clone()
-            moved[:, -1] = states[rows, self.pooled_positions(mask).to(states.device)]
-            return (moved, *args[1:])
-
-        handle = (
-            self.model.score.register_forward_hook(keep)
-            if self._score_head
-            else self.model.sequence_summary.register_forward_pre_hook(last_to_end)
-            if self._summary_last
-            else None
-        )
+        handle = self._hook_last_token(mask, per_position) if self.pools_last_token else None
         try:
             with self._attention_for(output_attentions=output_attentions):
                 out = self.model(
@@ -604,6 +583,33 @@ class ModelAdapter:
         finally:
             if handle is not None:
                 handle.remove()
+
+    def _hook_last_token(self, mask: torch.Tensor, per_position: list[torch.Tensor]) -> Any:
+        """Make this thread's next model call classify each row's last real token.
+
+        A ``score`` head (decoders) runs on every position: its output is kept in
+        ``per_position`` for :meth:`forward` to read at the last token. An XLNet-style
+        summary reads the last position: it is handed the last real token's state there.
+        Other threads' calls through the same modules are left alone.
+        """
+        caller = threading.get_ident()
+
+        def keep(_module: Any, _args: Any, output: torch.Tensor) -> None:
+            if threading.get_ident() == caller:
+                per_position.append(output)
+
+        def last_to_end(_module: Any, args: tuple[Any, ...]) -> Any:
+            if threading.get_ident() != caller:
+                return None
+            states = args[0]
+            rows = torch.arange(states.shape[0], device=states.device)
+            moved = states.clone()
+            moved[:, -1] = states[rows, self.pooled_positions(mask).to(states.device)]
+            return (moved, *args[1:])
+
+        if self._score_head:
+            return self.model.score.register_forward_hook(keep)
+        return self.model.sequence_summary.register_forward_pre_hook(last_to_end)
 
     def _forward_by_eos_count(self, kwargs: dict[str, Any], n_texts: int) -> Any:
         """Logits of an encoder-decoder classifier (T5, mBART...) for rows that may hold
