@@ -805,3 +805,11 @@ def test_a_tokenizer_without_a_pad_token_pads_with_end_of_text() -> None:
     for text, batched in zip(TEXTS, results, strict=True):
         [alone] = make_explainer("integrated_gradients", adapter, n_steps=8).explain([text])
         np.testing.assert_allclose(alone.scores, batched.scores, rtol=1e-4, atol=1e-6)
+
+
+def test_report_says_whose_attention_a_decoder_shows() -> None:
+    torch.manual_seed(0)
+    model, tokenizer = family("gpt2")
+    adapter = ModelAdapter(model.eval(), tokenizer)
+    [e] = make_explainer("attention", adapter).explain(TEXTS[:1])
+    assert "attention of the last token, which the classifier reads" in e.to_html()

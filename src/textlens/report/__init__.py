@@ -68,6 +68,7 @@ def _method_view(explanation: Explanation) -> dict[str, Any]:
         "n_steps": quality.get("n_steps"),
         "converged": quality.get("converged"),
         "target_independent": bool(quality.get("target_independent")),
+        "read_from": quality.get("read_from"),
         "uninformative": bool(quality.get("uninformative")),
         "low_confidence": _low_confidence_units(explanation),
         "top": explanation.top(3),
