@@ -971,7 +971,7 @@ def test_fault_and_abuse_full_size(model_dir: Path, served: ModelAdapter) -> Non
 
 
 def test_server_offers_only_the_methods_a_model_supports() -> None:
-    """A BART-style (encoder-decoder) classifier: no attention or hidden-state methods."""
+    """A BART-style (encoder-decoder) classifier: no attention methods."""
     from test_tokenizers import family
 
     torch.manual_seed(0)
@@ -986,6 +986,7 @@ def test_server_offers_only_the_methods_a_model_supports() -> None:
             "occlusion",
             "lime",
             "shap",
+            "information",  # on the logits (the default); a layer's states are refused
         ]
         body = {"texts": [["a man", "a person"], "the movie"], "methods": ["integrated_gradients"]}
         response = client.post("/v1/explain", json=body)

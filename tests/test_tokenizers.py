@@ -571,7 +571,7 @@ MORE_FAMILIES = {
     "llama": (),
     "xlnet": (),
     "modernbert-mean": (),
-    "bart": ("attention", "attention_rollout", "information"),  # embeddings: yes; the rest: no
+    "bart": ("attention", "attention_rollout"),  # embeddings: yes; attention: no
 }
 MORE_FAMILIES["t5"] = tuple(n for n, c in REGISTRY.items() if c.needs)  # outputs only
 REFUSALS = {"bart": "encoder-decoder classifier", "t5": "encoder-decoder classifier"}
@@ -655,6 +655,11 @@ def test_more_families(name: str, tmp_path) -> None:
                 for item in items
             ]
             torch.testing.assert_close(adapter.logits(adapter.encode(items)), torch.cat(one_by_one))
+    if name == "bart":  # no hidden states: information on the logits, not on a layer
+        with pytest.raises(InvalidParameterError, match="layer='logits' or 'pooled'"):
+            make_explainer("information", adapter, layer=1)
+        for layer in ("logits", "pooled"):
+            make_explainer("information", adapter, layer=layer, max_steps=2).explain(TEXTS[:1])
     if name == "funnel":  # a layer's output has fewer positions than the input has tokens
         with pytest.raises(InvalidParameterError, match="positions='cls'"):
             make_explainer("information", adapter, layer=2, max_steps=2).explain(TEXTS[:1])

@@ -840,8 +840,9 @@ def _compute_spreads(
             if handle is not None:
                 handle.remove()
         real = batch.attention_mask.bool().to(out.logits.device)
-        for layer in range(1, model.num_layers + 1):
-            states = out.hidden_states[layer].float()
+        hidden = getattr(out, "hidden_states", None) or ()  # none where textlens reads none
+        for layer in range(1, min(model.num_layers + 1, len(hidden))):
+            states = hidden[layer].float()
             if states.shape[1] == real.shape[1]:  # not where a model pools its sequence
                 add(f"layer{layer}_all", states[real])
             add(f"layer{layer}_cls", _at_reader(model, states, batch)[:, 0])
@@ -942,7 +943,7 @@ class InformationLoss(Explainer):
     # ~2e-3 of its scale (the ranking is unchanged; the common test checks both).
     batch_rtol = 5e-3
 
-    needs: ClassVar[frozenset[str]] = frozenset({"embeddings", "hidden_states"})
+    needs: ClassVar[frozenset[str]] = frozenset({"embeddings"})  # and a layer's hidden states
     name = "information"
     description = (
         "Information each token keeps in a hidden state (Guan et al. 2019), fast batched fit."
@@ -996,6 +997,14 @@ class InformationLoss(Explainer):
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     ):
         super().__init__(model, max_batch_tokens=max_batch_tokens)
+        if isinstance(layer, int) and "hidden_states" not in getattr(
+            model, "internals", {"hidden_states"}
+        ):
+            raise InvalidParameterError(
+                f"information on layer {layer} reads hidden states, which textlens does not "
+                f"read for {model.model_id} (an encoder-decoder classifier); use "
+                "layer='logits' or 'pooled'."
+            )
         self.layer = layer
         self.positions = positions
         self.lam = lam
