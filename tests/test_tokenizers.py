@@ -818,3 +818,46 @@ def test_report_says_whose_attention_a_decoder_shows() -> None:
     adapter = ModelAdapter(model.eval(), tokenizer)
     [e] = make_explainer("attention", adapter).explain(TEXTS[:1])
     assert "attention of the last token, which the classifier reads" in e.to_html()
+
+
+@pytest.mark.parametrize("name", ["roberta", "mpnet", "longformer", "bert"])
+def test_pad_masking_keeps_every_token_in_its_position(name: str) -> None:
+    """Occlusion with ``masking='pad'`` puts the pad token in the occluded token's place.
+
+    RoBERTa-style embeddings number positions from the ids, skipping pad ids: left to
+    transformers, a pad in the middle would move every later token one position back.
+    The reference runs the model with the positions of the unperturbed text.
+    """
+    torch.manual_seed(0)
+    model, tokenizer = (family if name in ("roberta", "bert") else _more_family)(name)
+    with torch.no_grad():  # outputs that depend on the positions, as a trained model's do
+        model.base_model.embeddings.position_embeddings.weight.normal_(0.0, 1.0)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0.0, 0.3)
+    adapter = ModelAdapter(model.eval(), tokenizer)
+    text = "the movie was great fun and the cast was fine"
+    occlusion = make_explainer(
+        "occlusion", adapter, features="token", masking="pad", output="logit"
+    )
+    [e] = occlusion.explain([text])
+    batch = adapter.encode([text])
+    ids = batch.input_ids
+    n = ids.shape[1]
+    kwargs = dict(batch.model_inputs)
+    padding_idx = getattr(model.base_model.embeddings, "padding_idx", None)
+    if name != "bert":
+        kwargs["position_ids"] = torch.arange(n)[None] + padding_idx + 1
+    if name == "longformer":
+        kwargs["global_attention_mask"] = torch.nn.functional.one_hot(torch.tensor([0]), n)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=batch.attention_mask, **kwargs).logits[0]
+        target = int(full.argmax())
+        expected = []
+        for j in range(1, n - 1):  # the special tokens are never features
+            occluded = ids.clone()
+            occluded[0, j] = adapter.pad_token_id
+            out = model(input_ids=occluded, attention_mask=batch.attention_mask, **kwargs)
+            expected.append(float(full[target] - out.logits[0, target]))
+    assert max(map(abs, expected)) > 5e-3, "the test model's outputs should depend on the tokens"
+    np.testing.assert_allclose(e.scores[1 : n - 1], expected, rtol=1e-4, atol=5e-6)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import sys
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -231,6 +232,11 @@ class ModelAdapter:
         # heads put global attention on the first token when given none, which is what
         # textlens passes explicitly (transformers' default fails on `inputs_embeds`).
         self._global_attention = "global_attention_mask" in _forward_parameters(self.model)
+        # RoBERTa-style embeddings number the positions from the ids, skipping pad ids, so
+        # a token replaced by the pad token (perturbation masking 'pad') would shift every
+        # later token's position. textlens numbers them by the attention mask instead:
+        # the same positions for every unperturbed input, and a pad keeps its token's.
+        self._position_padding_idx = _positions_from_ids(self.model)
         # Decoder classifiers (GPT-2, Llama, Qwen, Mistral...: a `score` head on every
         # position) classify the last token. transformers finds it from the pad ids, which
         # `inputs_embeds` lack (it then takes the last position, a pad in a padded batch)
@@ -545,6 +551,9 @@ class ModelAdapter:
             extra = {k: v.repeat_interleave(repeat, dim=0) for k, v in extra.items()}
         kwargs: dict[str, Any] = {k: v.to(self.device) for k, v in extra.items()}
         kwargs["attention_mask"] = mask.to(self.device)
+        if self._position_padding_idx is not None:
+            kept = kwargs["attention_mask"]
+            kwargs["position_ids"] = kept.cumsum(dim=1) * kept + self._position_padding_idx
         if self._global_attention:
             first = torch.zeros_like(kwargs["attention_mask"])
             first[:, 0] = 1
@@ -1038,6 +1047,27 @@ def _position_offset(config: Any, model: Any) -> int:
     if isinstance(padding_idx, int) and hasattr(embeddings, "position_embeddings"):
         return padding_idx + 1
     return 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+
+
+def _positions_from_ids(model: Any) -> int | None:
+    """The ``padding_idx`` of embeddings that number positions from the input ids.
+
+    RoBERTa-style embeddings (RoBERTa, XLM-R, CamemBERT, MPNet, Longformer, Data2Vec...)
+    give non-pad tokens the positions ``padding_idx + 1, + 2...`` and pad ids
+    ``padding_idx``, by transformers' ``create_position_ids_from_input_ids``. None for
+    other models, and for models whose ``forward`` takes no ``position_ids``.
+    """
+    if getattr(model.config, "is_encoder_decoder", False):
+        return None
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    padding_idx = getattr(embeddings, "padding_idx", None)
+    if not isinstance(padding_idx, int) or "position_ids" not in _forward_parameters(model):
+        return None
+    module = sys.modules.get(type(embeddings).__module__)
+    numbers_from_ids = hasattr(embeddings, "create_position_ids_from_input_ids") or hasattr(
+        module, "create_position_ids_from_input_ids"
+    )
+    return padding_idx if numbers_from_ids else None
 
 
 def _labels(config: Any) -> list[str]:

@@ -18,7 +18,9 @@ Masking (how a feature is removed), recorded in every explanation's params:
     every sub-token of the feature is replaced by the tokenizer's mask token
     (``[MASK]``, ``<mask>``), one mask per sub-token, so positions do not move;
 ``'pad'``
-    every sub-token is replaced by the pad token (still attended to);
+    every sub-token is replaced by the pad token (still attended to); positions do not
+    move either, on RoBERTa-style models too (the adapter numbers positions by the
+    attention mask, not by the pad ids);
 ``'delete'``
     the feature's tokens are removed: a shorter, cheaper input.
 
