@@ -399,3 +399,98 @@ def test_batch_from_standard_input_to_standard_output(capsys, model_dir: Path, m
     assert rows[0]["text"] == "a wonderful day" and "error" in rows[1]
     assert rows[2]["explanations"][0]["method"] == "saliency"
     assert "wrote 2 explained texts to standard output" in err
+
+
+def _explain_file_argv(model_dir: Path, source: Path, out: Path, *more: str) -> list[str]:
+    return [
+        "explain", str(model_dir), "--input", str(source), "--output", str(out),
+        "-m", "grad_x_input", "--chunk-size", "2", "--no-progress", *more,
+    ]  # fmt: skip
+
+
+def test_an_interrupted_batch_resumes_where_it_stopped(
+    capsys, model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import textlens.cli as cli
+
+    texts = ["a wonderful day", "awful road", "the movie was fine", "", "great cast", "bad"]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    whole = tmp_path / "whole.jsonl"
+    assert run(capsys, *_explain_file_argv(model_dir, source, whole))[0] == 2  # line 4 is empty
+
+    explained: list[list[str]] = []
+    real = cli._explain_rows
+
+    def interrupted_on_the_second_chunk(model, rows, *args):
+        if explained:
+            raise KeyboardInterrupt
+        explained.append([r.text for r in rows])
+        return real(model, rows, *args)
+
+    monkeypatch.setattr(cli, "_explain_rows", interrupted_on_the_second_chunk)
+    out = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out))
+    assert code == 130 and "run the same command with --resume" in err
+    assert [json.loads(line)["line"] for line in out.read_text().splitlines()] == [1, 2]
+    with out.open("a", encoding="utf-8") as handle:  # killed in the middle of a row
+        handle.write('{"text": "the movie was fine", "predi')
+
+    explained.clear()
+    monkeypatch.setattr(cli, "_explain_rows", lambda model, rows, *args: explained.append(
+        [r.text for r in rows]) or real(model, rows, *args))  # fmt: skip
+    html = tmp_path / "report.html"
+    code, _, err = run(
+        capsys, *_explain_file_argv(model_dir, source, out, "--resume", "--html", str(html))
+    )
+    assert code == 2 and "1 of 6 lines could not be explained" in err
+    assert "resuming after the 2 rows" in err and "cut off mid-write" in err
+    assert explained == [["the movie was fine", "great cast"], ["bad"]]  # only the rest
+    assert out.read_text() == whole.read_text()
+    page = html.read_text()
+    assert all(t in page for t in texts if t)  # the earlier run's rows too
+
+    code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out, "--resume"))
+    assert code == 2 and "resuming after the 6 rows" in err and out.read_text() == whole.read_text()
+
+
+def test_resume_refuses_an_output_that_is_not_this_commands(
+    capsys, model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("a wonderful day\nawful road\nthe movie\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert run(capsys, *_explain_file_argv(model_dir, source, out))[0] == 0
+    before = out.read_bytes()
+    other = tmp_path / "other.txt"
+    other.write_text("\nawful road\nthe movie\nfine\n", encoding="utf-8")  # lines 2 to 4
+    cases = [
+        (_explain_file_argv(model_dir, source, out, "--resume", "-m", "saliency"),
+         "written with other settings"),
+        (_explain_file_argv(model_dir, source, out, "--resume", "--explained-output",
+                            "probability"), "written with other settings"),
+        (_explain_file_argv(model_dir, other, out, "--resume"), "does not follow the input"),
+        (["explain", str(model_dir), "text", "--resume"], "--resume goes with --input"),
+        (_explain_file_argv(model_dir, source, Path("-"), "--resume"), "--output FILE"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert out.read_bytes() == before  # nothing cut
+    source.write_text("a wonderful day\nawful road\n", encoding="utf-8")
+    code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out, "--resume"))
+    assert code == 2 and "holds 3 rows but" in err and "has only 2 rows" in err
+    out.write_text('{"line": 1}\nnot json\n', encoding="utf-8")
+    code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out, "--resume"))
+    assert code == 2 and "line 2, is not a JSON object" in err
+
+
+def test_resume_without_an_output_yet_starts_from_the_top(
+    capsys, model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("a wonderful day\nawful road\n", encoding="utf-8")
+    out = tmp_path / "new" / "out.jsonl"
+    code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out, "--resume"))
+    assert code == 0 and "resuming" not in err
+    assert [json.loads(line)["line"] for line in out.read_text().splitlines()] == [1, 2]

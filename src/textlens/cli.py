@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -279,6 +279,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InvalidParameterError("Give --target or --target-field, not both.")
     if args.pair_field and not args.input:
         raise InvalidParameterError("--pair-field goes with --input FILE; for texts use --pair.")
+    if args.resume and (not args.input or args.output == "-"):
+        raise InvalidParameterError(
+            "--resume goes with --input FILE and --output FILE: it keeps the rows an "
+            "interrupted run left in that file."
+        )
     _check_pairs(args)
     for method in methods:  # bad parameters fail before the (possibly slow) model load
         _registry()[method].check_parameters(**_method_params(method, options))
@@ -329,26 +334,35 @@ def _explain_file(
         records = [_with_pair(r, args.pair_field) for r in records]
     if args.target_field:
         records = [_with_row_target(model, r, args.target_field) for r in records]
-    bad = [r for r in records if r.error]
-    for r in bad:
-        print(f"textlens: skipped {r.error}", file=sys.stderr)
-    good = [r for r in records if not r.error]
-    html_explanations: list[Any] = []
     to_stdout = args.output == "-"
     out_path = Path(args.output)
-    if not to_stdout:
+    html_explanations: list[Any] = []
+    earlier_errors = 0  # error rows an earlier run already wrote (--resume)
+    written = 0  # records whose rows are in the output
+    if args.resume and out_path.exists():
+        earlier = _rows_to_resume(out_path, records, model, methods, options)
+        written = len(earlier)
+        earlier_errors = sum("error" in row for row in earlier)
+        if args.html:
+            html_explanations = _explanations_of_rows(earlier)
+    elif not to_stdout:
         out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(b"")
+    bad = [r for r in records[written:] if r.error]
+    for r in bad:
+        print(f"textlens: skipped {r.error}", file=sys.stderr)
+    good = [r for r in records[written:] if not r.error]
     chunk = args.chunk_size
     results: dict[int, dict[str, Any]] = {}
     failed: dict[int, str] = {}  # line -> why the model failed on that text
     sink: Any = (
-        contextlib.nullcontext(sys.stdout) if to_stdout else out_path.open("w", encoding="utf-8")
+        contextlib.nullcontext(sys.stdout) if to_stdout else out_path.open("a", encoding="utf-8")
     )
     with (
         sink as out,
         tqdm(total=len(good), unit="text", disable=not args.progress, file=sys.stderr) as bar,
+        _hint_on_interrupt(None if to_stdout else out_path),
     ):
-        written = 0
         for start in range(0, len(good), chunk):
             batch = good[start : start + chunk]
             target = (
@@ -388,15 +402,121 @@ def _explain_file(
         print(f"HTML report: {write_html(args.html, html_explanations)}", file=sys.stderr)
     where = "standard output" if to_stdout else out_path
     print(f"textlens: wrote {len(good) - len(failed)} explained texts to {where}", file=sys.stderr)
-    if bad or failed:
+    errors = earlier_errors + len(bad) + len(failed)
+    if errors:
+        listed = (
+            "listed above, and as error rows in the output"
+            if not earlier_errors
+            else f"{earlier_errors} of them written by the earlier run; all are error rows in "
+            "the output"
+        )
         print(
-            f"textlens: error: {len(bad) + len(failed)} of {len(records)} lines could not be "
-            "explained "
-            "(listed above, and as error rows in the output); fix them and re-run those lines.",
+            f"textlens: error: {errors} of {len(records)} lines could not be explained "
+            f"({listed}); fix them and re-run those lines.",
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
     return 0
+
+
+@contextlib.contextmanager
+def _hint_on_interrupt(out_path: Path | None) -> Iterator[None]:
+    """On Ctrl-C, say that the rows written so far are kept and how to go on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if out_path is not None:
+            print(
+                f"textlens: the rows written so far stay in {out_path}; run the same command "
+                "with --resume to explain the rest.",
+                file=sys.stderr,
+            )
+        raise
+
+
+def _rows_to_resume(
+    out_path: Path,
+    records: Sequence[Any],
+    model: Any,
+    methods: Sequence[str],
+    options: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """The rows an earlier run of this command wrote to ``out_path``, checked against
+    this run; the file is cut after them (a row cut off mid-write is redone).
+    """
+    from .explainers import make_explainer
+    from .io import read_written_rows
+
+    found = read_written_rows(out_path)
+    rows = found.rows
+    start_over = "Run without --resume to start over, or choose another --output."
+    if len(rows) > len(records):
+        raise InvalidParameterError(
+            f"{out_path} holds {len(rows)} rows but {options['input']} has only "
+            f"{len(records)} rows: it is not this input's output. {start_over}"
+        )
+    for number, (row, record) in enumerate(zip(rows, records, strict=False), start=1):
+        if row.get("line") != record.line:
+            raise InvalidParameterError(
+                f"{out_path} does not follow the input: its row {number} is for line "
+                f"{row.get('line')}, where line {record.line} comes. {start_over}"
+            )
+    explained = next((row for row in rows if row.get("explanations")), None)
+    if explained is not None:
+        earlier = [
+            (e.get("method"), _as_json(e.get("params")), e.get("model_id"))
+            for e in explained["explanations"]
+        ]
+        now = [
+            (
+                m,
+                _as_json(make_explainer(m, model, **_method_params(m, options)).get_params()),
+                model.model_id,
+            )
+            for m in methods
+        ]
+        if earlier != now:
+            with_model = {e[2] for e in earlier} != {model.model_id}
+            raise InvalidParameterError(
+                f"{out_path} was written with other settings: "
+                f"{_settings(earlier, with_model)}, where this run has "
+                f"{_settings(now, with_model)}. Resume with the command that wrote it. "
+                f"{start_over}"
+            )
+    if found.torn:
+        print(
+            f"textlens: {out_path}: dropped a last row cut off mid-write; it is redone.",
+            file=sys.stderr,
+        )
+    with out_path.open("r+b") as handle:
+        handle.truncate(found.size)
+    if rows:
+        print(
+            f"textlens: resuming after the {len(rows)} rows already in {out_path}",
+            file=sys.stderr,
+        )
+    return rows
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists...), for comparing."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _settings(methods: Sequence[tuple[Any, Any, Any]], with_model: bool) -> str:
+    """``(method, params, model id)`` triples for a message."""
+    shown = "; ".join(
+        f"{m} ({', '.join(f'{k}={v}' for k, v in sorted((p or {}).items()))})"
+        for m, p, _ in methods
+    )
+    return f"{shown} on model {methods[0][2]}" if with_model else shown
+
+
+def _explanations_of_rows(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """The explanations held in output rows (for the HTML report of a resumed run)."""
+    from .explanation import Explanation
+
+    return [Explanation.from_dict(e) for row in rows for e in row.get("explanations", ())]
 
 
 def _explain_rows(
@@ -720,6 +840,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--chunk-size", type=positive_int, default=64, help="texts per step when reading --input"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --input: keep the rows an interrupted run left in --output and explain "
+        "the rest (same command, same input)",
     )
     _add_model_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

@@ -1,4 +1,5 @@
-"""Reading batch input files: JSONL, CSV or plain lines, with bad lines reported, not fatal."""
+"""Batch files: reading the input (JSONL, CSV or plain lines, with bad lines reported, not
+fatal), and reading back what an interrupted run wrote so that it can resume."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from .errors import InputFileError
 
-__all__ = ["InputRecord", "read_records"]
+__all__ = ["InputRecord", "WrittenRows", "read_records", "read_written_rows"]
 
 
 @dataclass(frozen=True)
@@ -187,3 +188,47 @@ def _read_lines(handle: Any) -> Iterator[InputRecord]:
         text = raw.rstrip("\r\n")
         if text.strip():
             yield InputRecord(number, text)
+
+
+@dataclass(frozen=True)
+class WrittenRows:
+    """The complete rows an earlier run left in its JSONL output.
+
+    Attributes
+    ----------
+    rows : list of dict
+        The rows, in file order.
+    size : int
+        The bytes they take: the file is cut there before the run goes on.
+    torn : bool
+        Whether a row after them was cut off mid-write (it is dropped and redone).
+    """
+
+    rows: list[dict[str, Any]]
+    size: int
+    torn: bool
+
+
+def read_written_rows(path: str | Path) -> WrittenRows:
+    """Read back the output of an interrupted batch run (``textlens explain --resume``).
+
+    Rows are written whole, one per line, so an interruption can only leave a last row
+    without its newline: that one is dropped. A complete line that is not a JSON object
+    means the file is not such an output, which is an :class:`InputFileError`.
+    """
+    data = Path(path).read_bytes()
+    *complete, rest = data.split(b"\n")
+    rows = []
+    for number, raw in enumerate(complete, start=1):
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            raise InputFileError(
+                f"{path}, line {number}, is not a JSON object, so the file is not the "
+                "output of an earlier run to resume. Choose another --output, or remove "
+                "the file to start over."
+            )
+        rows.append(row)
+    return WrittenRows(rows=rows, size=len(data) - len(rest), torn=bool(rest))
