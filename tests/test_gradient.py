@@ -297,6 +297,10 @@ def test_adaptive_reports_not_converged_at_the_step_cap(planted_adapter: ModelAd
         for e in capped.explain(TEXTS[:2]):
             assert e.quality["converged"] is False
             assert e.quality["n_steps"] <= cap
+    # Below float32 precision, with the default cap: it stops (see the synthetic test).
+    tiny = make_explainer("integrated_gradients", planted_adapter, target_delta=1e-9)
+    for e in tiny.explain(TEXTS[:2]):
+        assert e.quality["converged"] is False and e.quality["n_steps"] <= 1025
 
 
 def test_adaptive_batch_equals_one_by_one(planted_adapter: ModelAdapter) -> None:
@@ -392,6 +396,7 @@ def _drive(g, F, target_delta: float, max_steps: int = 1025) -> _AdaptiveText:
     pending = text.initial_nodes()
     while pending:
         assert len(text.nodes) + len(set(pending)) <= max_steps
+        assert not set(pending) & set(text.nodes), "every round must add new nodes"
         for alpha in pending:
             text.nodes[alpha] = (float(F(alpha)), np.asarray(g(alpha), dtype=float))
         pending = text.refine(target_delta, max_steps)
@@ -439,6 +444,28 @@ def test_adaptive_follows_a_sharp_feature_with_few_evaluations() -> None:
         gap = abs(_bump_f(1.0) - _bump_f(0.0))
         errors = [text._error(a, b) for a, b in text.intervals]
         assert sum(abs(e) for e in errors) <= text.GUARD * target_delta * gap
+
+
+def test_adaptive_stops_where_float32_noise_starts() -> None:
+    """A target below float32 precision ends in 'not converged', not in an endless loop.
+
+    With the model's float32 outputs, the errors of tiny intervals are rounding noise
+    that halving never reduces: refinement once halved the same spot down to intervals
+    of width 0, whose midpoints were nodes already, so ``max_steps`` was never reached
+    (a server request with ``target_delta=1e-6`` held the model for good).
+    """
+
+    def g32(a: float) -> np.ndarray:
+        return _bump(a).astype(np.float32).astype(float)
+
+    def f32(a: float) -> float:
+        return float(np.float32(_bump_f(a)))
+
+    for target_delta in (1e-9, 1e-12):
+        text = _drive(g32, f32, target_delta)
+        assert not text.converged
+        assert min(b - a for a, b in text.intervals) >= text.MIN_WIDTH
+        assert _relative_delta(text, _bump_f) < 1e-5  # as far as float32 allows
 
 
 def test_adaptive_step_cap_on_a_synthetic_path() -> None:

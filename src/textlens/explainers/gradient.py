@@ -581,6 +581,9 @@ class _AdaptiveText:
     SPLIT_FRACTION = 0.8
     GUARD = 10.0
     NOISE = 1e-6  # relative precision of float32 model outputs, with margin
+    #: Narrowest interval that is split: far below what any step budget reaches evenly,
+    #: but it stops refinement chasing float32 noise down to intervals of width 0.
+    MIN_WIDTH = 2.0**-24
 
     def __init__(self, initial_intervals: int = INITIAL_INTERVALS):
         n = initial_intervals
@@ -609,15 +612,24 @@ class _AdaptiveText:
         if abs(errors.sum()) <= tolerance and np.abs(errors).sum() <= self.GUARD * tolerance:
             self.converged = True
             return []
-        if np.abs(errors).sum() <= self.NOISE * max(abs(f_x), abs(f_base), 1.0):
+        noise = self.NOISE * max(abs(f_x), abs(f_base), 1.0)
+        if np.abs(errors).sum() <= noise:
             return []  # f(x) ~ f(x'): the target is below float32 noise; stop, not converged
         budget = (max_steps - len(self.nodes)) // 2
         order = np.argsort(-np.abs(errors), kind="stable")
         cut = self.SPLIT_FRACTION * abs(errors[order[0]])
         worst = order[: max(budget, 0)]
-        chosen = {int(j) for j in worst if abs(errors[j]) >= cut and errors[j] != 0}
+        # An interval whose error is float32 noise, or that is too narrow to halve, is
+        # not split: halving it again would only measure the noise again.
+        chosen = {
+            int(j)
+            for j in worst
+            if abs(errors[j]) >= cut
+            and abs(errors[j]) > noise
+            and self.intervals[j][1] - self.intervals[j][0] >= self.MIN_WIDTH
+        }
         if not chosen:
-            return []  # out of steps (or nothing left to split): stop, not converged
+            return []  # out of steps, or only noise left to split: stop, not converged
         new_nodes: list[float] = []
         intervals = []
         for j, (a, b) in enumerate(self.intervals):
