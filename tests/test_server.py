@@ -407,6 +407,25 @@ ERRORS: list[tuple[str, Any, int, str]] = [
         422,
         "invalid_parameter",
     ),
+    *(
+        (
+            f"server-only {name}",
+            {"texts": ["a"], "methods": [method], "params": {method: {name: value}}},
+            422,
+            "invalid_parameter",
+        )
+        for method, name, value in [
+            ("information", "cache_dir", "/tmp/somewhere"),  # files on the server
+            ("information", "use_cache", False),  # recompute the statistics every time
+            ("occlusion", "progress", True),  # progress bars in the server's log
+        ]
+    ),
+    (
+        "integer past 64 bits",  # JSON has no size limit, tensors do
+        {"texts": ["a"], "methods": ["information"], "params": {"information": {"lam": 10**20}}},
+        422,
+        "invalid_parameter",
+    ),
     (
         "parameter of an unused method",
         {"texts": ["a"], "params": {"saliency": {}}},

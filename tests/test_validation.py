@@ -89,3 +89,20 @@ def test_check_params_three_constraints() -> None:
     assert str(info.value) == (
         "The 'x' parameter of Thing must be None, one of 'a' or an int >= 0. Got -1."
     )
+
+
+def test_integers_past_64_bits_are_refused_with_the_way_out() -> None:
+    """JSON integers have no size limit; torch and numpy tensors do (a server got 500s)."""
+    constraints = {"lam": [Interval(float, 0, None, low_open=True)]}
+    for fine in (2**63 - 1, 1e20, float(2**70)):
+        check_params("Information", {"lam": fine}, constraints)
+    for huge in (2**63, 10**20):
+        with pytest.raises(InvalidParameterError, match=r"within ±2\*\*63: write it as a float"):
+            check_params("Information", {"lam": huge}, constraints)
+    with pytest.raises(InvalidParameterError, match=r"an int >= 0 \(integers must lie within"):
+        check_params("Information", {"seed": 2**64}, {"seed": [Interval(int, 0, None)]})
+    with pytest.raises(InvalidParameterError, match=r"> 0 and <= 1\. Got 100000000000000000000"):
+        check_params(
+            "Information", {"rate": 10**20}, {"rate": [Interval(float, 0, 1, low_open=True)]}
+        )
+    assert not Interval(int, 0, None).accepts(2**63)

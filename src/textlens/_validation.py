@@ -24,6 +24,10 @@ class Constraint:
         raise NotImplementedError
 
 
+#: Integers given as parameters must fit in 64 bits (torch and numpy hold no larger).
+INT64_LIMIT = 2**63
+
+
 @dataclass(frozen=True)
 class Interval(Constraint):
     """A number of ``kind`` (int or float) within ``[low, high]`` (either end may be open)."""
@@ -37,12 +41,18 @@ class Interval(Constraint):
     def accepts(self, value: Any) -> bool:
         if isinstance(value, bool):
             return False
+        if isinstance(value, int) and not -INT64_LIMIT < value < INT64_LIMIT:
+            return False  # no torch or numpy integer holds it
         if self.kind is int and not isinstance(value, int):
             return False
         if self.kind is float and not isinstance(value, (int, float)):
             return False
         if isinstance(value, float) and not math.isfinite(value):
             return False
+        return self.within(value)
+
+    def within(self, value: float) -> bool:
+        """Whether ``value`` lies between the bounds (whatever its type)."""
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
         return not (
@@ -116,5 +126,21 @@ def check_params(
         value = values[name]
         if not any(c.accepts(value) for c in allowed):
             raise InvalidParameterError(
-                f"The {name!r} parameter of {owner} must be {_render(allowed)}. Got {value!r}."
+                f"The {name!r} parameter of {owner} must be {_render(allowed)}"
+                f"{_past_64_bits(value, allowed)}. Got {value!r}."
             )
+
+
+def _past_64_bits(value: Any, allowed: Collection[Constraint]) -> str:
+    """Why an integer that is in range but past 64 bits is refused, and the way out."""
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) < INT64_LIMIT:
+        return ""
+    try:
+        as_float = float(value)
+    except OverflowError:  # past float64 too
+        return ""
+    if any(c.accepts(as_float) for c in allowed):
+        return f" (integers must lie within ±2**63: write it as a float, {as_float:g})"
+    if any(isinstance(c, Interval) and c.kind is int and c.within(value) for c in allowed):
+        return " (integers must lie within ±2**63)"
+    return ""

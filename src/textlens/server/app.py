@@ -521,10 +521,13 @@ class _Guard:
                 return
             await self.app(scope, receive_limited, send_and_watch)
         finally:
+            # No response started: an exception is on its way to Starlette's outermost
+            # handler, which answers 500 internal_error.
             status = int(state["status"]) or 500
+            code = state["code"] or ("internal_error" if not state["status"] else str(status))
             self.service.requests.inc(endpoint, str(status))
             if status >= 400:
-                self.service.errors.inc(endpoint, str(state["code"] or status))
+                self.service.errors.inc(endpoint, code)
             self.service.latency.observe(time.perf_counter() - started, endpoint)
 
 

@@ -37,8 +37,9 @@ __all__ = ["ApiError", "ExplainKey", "Limits", "Service", "check_methods_config"
 #: Parameters that set how much work a method does; requests may not raise them past this.
 WORK_PARAMETERS = ("n_steps", "max_steps", "n_samples", "budget")
 MAX_WORK_PARAMETER = 256
-#: Parameters a request may never set (they belong to the server).
-SERVER_ONLY_PARAMETERS = ("max_batch_tokens",)
+#: Parameters a request may never set: they belong to the server (memory per pass, the
+#: server's files and its log).
+SERVER_ONLY_PARAMETERS = ("max_batch_tokens", "cache_dir", "use_cache", "progress")
 _PREDICT = ("predict",)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
