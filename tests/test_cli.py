@@ -321,10 +321,12 @@ def test_layers_json_html_png_and_precision(
 
 
 def test_layers_bad_layer_is_a_one_line_error(capsys, model_dir: Path) -> None:
-    code, out, err = run(
-        capsys, "layers", str(model_dir), "the movie was wonderful", "--layer", "9"
-    )
-    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "[1, 2]" in err
+    for layer in ("9", "0", "logits"):
+        code, out, err = run(
+            capsys, "layers", str(model_dir), "the movie was wonderful", "--layer", layer
+        )
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+        assert "numbered layers 1..2" in err and "-m information --layer pooled" in err
 
 
 def test_output_paths_that_cannot_be_written_fail_before_any_work(
@@ -494,3 +496,69 @@ def test_resume_without_an_output_yet_starts_from_the_top(
     code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out, "--resume"))
     assert code == 0 and "resuming" not in err
     assert [json.loads(line)["line"] for line in out.read_text().splitlines()] == [1, 2]
+
+
+def test_a_malformed_pair_line_is_an_error_row_not_the_end_of_the_batch(
+    capsys, model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("good line\na ␞ b ␞ c\n␞ only second\nfine too\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out))
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert code == 2 and [r["line"] for r in rows] == [1, 2, 3, 4]
+    assert rows[0]["explanations"] and rows[3]["explanations"]
+    assert rows[1]["error"].startswith("line 2: the text contains '␞' (U+241E) more than once")
+    assert (
+        rows[2]["error"].startswith("line 3: the text is a pair")
+        and "empty side" in rows[2]["error"]
+    )
+    assert "2 of 4 lines could not be explained" in err
+
+
+def test_a_file_of_bad_lines_only_still_gets_its_error_rows(
+    capsys, model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"text": ""}\n{"x": 1}\n{"text": "caf\xe9"}\n')
+    out = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out))
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert code == 2 and [r["line"] for r in rows] == [1, 2, 3]
+    assert all("error" in r for r in rows) and "3 of 3 lines" in err
+
+
+def test_resume_refuses_other_targets_and_other_texts(
+    capsys, model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.jsonl"
+    lines = [{"text": t, "gold": g} for t, g in [("a wonderful day", "positive"),
+             ("awful road", "negative"), ("the movie", "negative")]]  # fmt: skip
+    source.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    for how, other in [
+        (["--target", "negative"], ["--target", "positive"]),
+        (["--target-field", "gold"], ["--target", "positive"]),  # line 2's gold is negative
+        (["--target", "positive"], ["--target-field", "gold"]),
+    ]:
+        assert run(capsys, *_explain_file_argv(model_dir, source, out, *how))[0] == 0
+        before = out.read_bytes()
+        code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out, "--resume", *other))
+        assert code == 2 and "written for other targets" in err, err
+        assert out.read_bytes() == before
+        assert run(capsys, *_explain_file_argv(model_dir, source, out, "--resume", *how))[0] == 0
+        assert out.read_bytes() == before
+
+    other = tmp_path / "other.jsonl"
+    lines[0]["text"] = "a wonderful night"
+    other.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    code, _, err = run(capsys, *_explain_file_argv(model_dir, other, out, "--resume"))
+    assert code == 2 and "does not follow the input" in err and "'a wonderful night'" in err
+
+
+def test_a_target_field_no_row_has_is_refused(capsys, model_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "a wonderful day", "label": "positive"}\n', encoding="utf-8")
+    code, _, err = run(capsys, *_explain_file_argv(model_dir, source, tmp_path / "o.jsonl",
+                                                   "--target-field", "lable"))  # fmt: skip
+    assert code == 2 and "no row of the input has that field" in err and "label" in err

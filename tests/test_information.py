@@ -340,7 +340,7 @@ def test_layer_sweep_words_keep_subwords_together(tiny_adapter, explainer_kwargs
 
 
 def test_layer_sweep_bad_layer(tiny_adapter):
-    with pytest.raises(InvalidParameterError, match=r"\[1, 2\]"):
+    with pytest.raises(InvalidParameterError, match=r"numbered layers 1\.\.2; got 5"):
         layer_sweep(tiny_adapter, TEXTS[:1], layers=[1, 5])
     with pytest.raises(InvalidParameterError, match="numbered layers"):
         layer_sweep(tiny_adapter, TEXTS[:1], layers=["logits"])

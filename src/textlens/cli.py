@@ -333,7 +333,9 @@ def _explain_file(
     if args.pair_field:
         records = [_with_pair(r, args.pair_field) for r in records]
     if args.target_field:
+        _check_field_exists(records, args.target_field, "--target-field")
         records = [_with_row_target(model, r, args.target_field) for r in records]
+    records = [_with_text_checked(r) for r in records]
     to_stdout = args.output == "-"
     out_path = Path(args.output)
     html_explanations: list[Any] = []
@@ -384,18 +386,8 @@ def _explain_file(
                 results[r.line] = _json_record(group, extra)
                 html_explanations.extend(group)
             bar.update(len(batch))
-            # Write every record whose turn has come, so output stays in input order.
-            while written < len(records):
-                rec = records[written]
-                if rec.error or rec.line in failed:
-                    error = rec.error or failed[rec.line]
-                    out.write(json.dumps({"line": rec.line, "error": error}) + "\n")
-                elif rec.line in results:
-                    out.write(json.dumps(results.pop(rec.line), ensure_ascii=False) + "\n")
-                else:
-                    break
-                written += 1
-            out.flush()
+            written = _write_due_rows(out, records, written, results, failed)
+        _write_due_rows(out, records, written, results, failed)  # error rows after the last
     if args.html:
         from .report import write_html
 
@@ -417,6 +409,29 @@ def _explain_file(
         )
         return EXIT_USER_ERROR
     return 0
+
+
+def _write_due_rows(
+    out: TextIO,
+    records: Sequence[Any],
+    written: int,
+    results: dict[int, dict[str, Any]],
+    failed: dict[int, str],
+) -> int:
+    """Write every row whose turn has come (output stays in input order); return how
+    many records have their row written now."""
+    while written < len(records):
+        rec = records[written]
+        if rec.error or rec.line in failed:
+            error = rec.error or failed[rec.line]
+            out.write(json.dumps({"line": rec.line, "error": error}, ensure_ascii=False) + "\n")
+        elif rec.line in results:
+            out.write(json.dumps(results.pop(rec.line), ensure_ascii=False) + "\n")
+        else:
+            break
+        written += 1
+    out.flush()
+    return written
 
 
 @contextlib.contextmanager
@@ -444,23 +459,68 @@ def _rows_to_resume(
     """The rows an earlier run of this command wrote to ``out_path``, checked against
     this run; the file is cut after them (a row cut off mid-write is redone).
     """
-    from .explainers import make_explainer
     from .io import read_written_rows
 
     found = read_written_rows(out_path)
     rows = found.rows
-    start_over = "Run without --resume to start over, or choose another --output."
+    try:
+        _check_rows_follow(out_path, rows, records, model, methods, options)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        if isinstance(exc, TextlensError):
+            raise
+        raise InvalidParameterError(
+            f"{out_path} has rows that textlens explain does not write ({exc!r}). {_START_OVER}"
+        ) from exc
+    if found.torn:
+        print(
+            f"textlens: {out_path}: dropped a last row cut off mid-write; it is redone.",
+            file=sys.stderr,
+        )
+    with out_path.open("r+b") as handle:
+        handle.truncate(found.size)
+    if rows:
+        print(
+            f"textlens: resuming after the {len(rows)} rows already in {out_path}",
+            file=sys.stderr,
+        )
+    return rows
+
+
+_START_OVER = "Run without --resume to start over, or choose another --output."
+
+
+def _check_rows_follow(
+    out_path: Path,
+    rows: Sequence[dict[str, Any]],
+    records: Sequence[Any],
+    model: Any,
+    methods: Sequence[str],
+    options: dict[str, Any],
+) -> None:
+    """Refuse rows that are not what this run would write for the first input lines."""
+    from .explainers import make_explainer
+
     if len(rows) > len(records):
         raise InvalidParameterError(
             f"{out_path} holds {len(rows)} rows but {options['input']} has only "
-            f"{len(records)} rows: it is not this input's output. {start_over}"
+            f"{len(records)} rows: it is not this input's output. {_START_OVER}"
         )
     for number, (row, record) in enumerate(zip(rows, records, strict=False), start=1):
-        if row.get("line") != record.line:
+        if row.get("line") != record.line or row.get("text", record.text) != record.text:
             raise InvalidParameterError(
                 f"{out_path} does not follow the input: its row {number} is for line "
-                f"{row.get('line')}, where line {record.line} comes. {start_over}"
+                f"{row.get('line')} ({_short(row.get('text'))}), where line {record.line} "
+                f"({_short(record.text)}) comes. {_START_OVER}"
             )
+        for e in row.get("explanations", ()):
+            wanted = _target_of_row(model, record, options, e["prediction"]["index"])
+            if e.get("target") != wanted:
+                raise InvalidParameterError(
+                    f"{out_path} was written for other targets: its row {number} explains "
+                    f"{e.get('target_label')!r}, where this run explains "
+                    f"{model.labels[wanted]!r}. Resume with the command that wrote it. "
+                    f"{_START_OVER}"
+                )
     explained = next((row for row in rows if row.get("explanations")), None)
     if explained is not None:
         earlier = [
@@ -481,21 +541,22 @@ def _rows_to_resume(
                 f"{out_path} was written with other settings: "
                 f"{_settings(earlier, with_model)}, where this run has "
                 f"{_settings(now, with_model)}. Resume with the command that wrote it. "
-                f"{start_over}"
+                f"{_START_OVER}"
             )
-    if found.torn:
-        print(
-            f"textlens: {out_path}: dropped a last row cut off mid-write; it is redone.",
-            file=sys.stderr,
-        )
-    with out_path.open("r+b") as handle:
-        handle.truncate(found.size)
-    if rows:
-        print(
-            f"textlens: resuming after the {len(rows)} rows already in {out_path}",
-            file=sys.stderr,
-        )
-    return rows
+
+
+def _short(text: Any, width: int = 40) -> str:
+    """A text cut for a message."""
+    if not isinstance(text, str):
+        return "no text"
+    return repr(text if len(text) <= width else text[: width - 1] + "…")
+
+
+def _target_of_row(model: Any, record: Any, options: dict[str, Any], predicted: int) -> int:
+    """The class this run explains for ``record``, whose predicted class is ``predicted``."""
+    field = options.get("target_field")
+    value = _row_target(record, field) if field else options.get("target")
+    return model.resolve_target(value, default=predicted)
 
 
 def _as_json(value: Any) -> Any:
@@ -573,6 +634,33 @@ def _with_pair(record: Any, name: str) -> Any:
         except TextlensError as exc:
             problem = str(exc)
     return dataclasses.replace(record, text=None, error=f"line {record.line}: {problem}")
+
+
+def _with_text_checked(record: Any) -> Any:
+    """``record``, or an error row when its text is not one textlens can explain (a pair
+    mark out of place, say): such a line must not take its chunk's other rows down."""
+    import dataclasses
+
+    from .model import check_texts
+
+    if record.error:
+        return record
+    try:
+        check_texts([record.text])
+    except TextlensError as exc:
+        problem = str(exc).replace("Text 0 ", "the text ", 1).replace(" of pair 0 ", " ", 1)
+        return dataclasses.replace(record, text=None, error=f"line {record.line}: {problem}")
+    return record
+
+
+def _check_field_exists(records: Sequence[Any], name: str, flag: str) -> None:
+    """Refuse a field name that no row of the input has (a typo, most likely)."""
+    if records and all(_row_field(r, name) is None for r in records if not r.error):
+        fields = sorted({"text", "label"} | {k for r in records for k in r.extra})
+        raise InvalidParameterError(
+            f"{flag} {name!r}: no row of the input has that field. The rows have: "
+            f"{', '.join(fields)}."
+        )
 
 
 def _with_row_target(model: Any, record: Any, name: str) -> Any:
@@ -890,7 +978,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEXT",
         help="the second text of a pair, for a pair classifier; once per text, in order",
     )
-    p.add_argument("--layer", type=int, help="one layer (1..L)")
+    p.add_argument("--layer", type=_layer_value, help="one layer (1..L)")
     p.add_argument("--all-layers", action="store_true", help="every layer 1..L (the default)")
     p.add_argument(
         "--positions",

@@ -145,11 +145,15 @@ def layer_sweep(
             f"No layers to sweep; give some of 1..{model.num_layers} or None for all."
         )
     for layer in chosen:
-        check_layer(model, layer, owner="layer_sweep")
-        if not isinstance(layer, int):
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= (
+            model.num_layers
+        ):
             raise InvalidParameterError(
-                f"layer_sweep() sweeps numbered layers 1..{model.num_layers}; got {layer!r}."
+                f"layer_sweep() sweeps numbered layers 1..{model.num_layers}; got {layer!r}. "
+                "For the pooled output or the logits, explain with the information method "
+                "(textlens explain MODEL TEXT -m information --layer pooled)."
             )
+        check_layer(model, layer, owner="layer_sweep")
     encoding = model.encode(texts)
     fits: list[list[InformationResult]] = []
     explainer: InformationLoss | None = None
