@@ -562,3 +562,62 @@ def test_a_target_field_no_row_has_is_refused(capsys, model_dir: Path, tmp_path:
     code, _, err = run(capsys, *_explain_file_argv(model_dir, source, tmp_path / "o.jsonl",
                                                    "--target-field", "lable"))  # fmt: skip
     assert code == 2 and "no row of the input has that field" in err and "label" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["explain", "m", "t", "--format", "xml"],
+        ["explain", "m", "t", "--chunk-size", "0"],
+        ["--threads", "100000", "methods"],
+        ["explain"],
+        ["layers", "m"],
+    ],
+)
+def test_usage_errors_are_one_line_too(capsys, argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("textlens: error: ") and "--help)" in err
+
+
+def test_flags_that_would_do_nothing_are_refused(capsys, model_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("a wonderful day\n", encoding="utf-8")
+    out = str(tmp_path / "o.jsonl")
+    cases = [
+        (["explain", str(model_dir), "a text", "--output", out], "--output goes with --input"),
+        (["explain", str(model_dir), "a text", "--chunk-size", "8"], "--chunk-size goes with"),
+        (["explain", str(model_dir), "a text", "--input-format", "csv"], "--input-format goes"),
+        (["explain", str(model_dir), "--input", str(source), "--output", out, "--format", "json"],
+         "--format is for texts given on the command line"),
+        (["explain", str(model_dir), "--input", str(source), "--output", out, "--level", "token"],
+         "--level is for texts"),
+        (["explain", str(model_dir), "--input", str(source), "--output", out, "--pair", "b"],
+         "--pair-field FIELD"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not Path(out).exists()
+
+
+@pytest.mark.skipif(not Path("/proc/version").exists(), reason="needs Linux's /proc and /dev/full")
+def test_outputs_the_system_will_not_take_are_one_line_errors(
+    capsys, model_dir: Path, tmp_path: Path
+) -> None:
+    """os.access says yes to root everywhere, so the checks must try for real."""
+    source = tmp_path / "in.txt"
+    source.write_text("a wonderful day\nawful road\n", encoding="utf-8")
+    cases = [
+        (["--input", str(source), "--output", "/proc/nope/x.jsonl"], "cannot be written"),
+        (["--input", str(source), "--output", "/proc/version"], "cannot be written"),
+        (["a text", "--html", "/proc/r.html"], "cannot be written"),
+        (["--input", str(source), "--output", "/dev/full"], "the same command with --resume"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, "explain", str(model_dir), *argv, "-m", "saliency",
+                           "--no-progress")  # fmt: skip
+        assert code == 2 and message in err and "Traceback" not in err, err
+        assert err.splitlines()[-1].startswith("textlens: error: ")

@@ -96,3 +96,18 @@ def test_standard_input_is_read_with_its_format_sniffed_or_given(
 def test_an_unknown_format_is_an_input_file_error(tmp_path) -> None:
     with pytest.raises(InputFileError, match="Unknown input format 'xml'"):
         list(read_records("-", "xml"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("name", ["in.txt", "in.jsonl", "in.csv"])
+def test_a_utf16_file_is_refused_with_how_to_convert_it(tmp_path, encoding, name) -> None:
+    """Read line by line as UTF-8, a UTF-16 file would give NUL-interleaved 'texts'."""
+    text = {"in.txt": "a good day\nbad\n", "in.jsonl": '{"text": "a good day"}\n',
+            "in.csv": "text\na good day\n"}[name]  # fmt: skip
+    with pytest.raises(InputFileError, match=r"not UTF-8 text.*iconv -f utf-16 -t utf-8"):
+        records(tmp_path, name, text.encode(encoding))
+
+
+def test_a_folder_is_not_a_missing_file(tmp_path) -> None:
+    with pytest.raises(InputFileError, match="is a folder"):
+        list(read_records(tmp_path))

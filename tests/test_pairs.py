@@ -275,7 +275,7 @@ def test_cli_evaluate_pairs(planted_adapter: ModelAdapter, tmp_path, capsys) -> 
     captured = capsys.readouterr()
     assert code == 2  # one line was skipped: said, and the leaderboard is still written
     assert "skipped line 3: it has no text in its pair field 'hypothesis'" in captured.err
-    assert "1 lines of" in captured.err and "over the other 2" in captured.err
+    assert "1 line of" in captured.err and "over the other 2" in captured.err
     board = json.loads(captured.out)
     assert board["settings"]["n_texts"] == 2
     f1 = board["rows"]["occlusion"]["token_f1"]

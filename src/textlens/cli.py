@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from .errors import InvalidParameterError, TextlensError, TruncationWarning
 from .io import FORMATS as INPUT_FORMATS
@@ -52,6 +52,11 @@ def positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
     return number
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 line``, ``2 lines``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _registry() -> dict[str, Any]:
@@ -173,6 +178,16 @@ def _check_output_file(value: str | None, flag: str, inputs: Sequence[str | None
             f"{flag} {value} cannot be written: no write permission on {target}. "
             "Choose another path."
         )
+    if not path.exists():  # os.access says yes to root everywhere: try a file there
+        import tempfile
+
+        try:
+            tempfile.TemporaryFile(dir=ancestor).close()
+        except OSError as exc:
+            raise InvalidParameterError(
+                f"{flag} {value} cannot be written: {exc.strerror or exc} in {ancestor}. "
+                "Choose another path."
+            ) from None
 
 
 def _set_threads(threads: int | None) -> None:
@@ -273,6 +288,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InvalidParameterError("Give texts to explain, or --input FILE (not both).")
     if args.input and not args.output:
         raise InvalidParameterError("--input needs --output FILE for the JSONL results.")
+    _check_flags_fit(args)
     if args.target_field and not args.input:
         raise InvalidParameterError("--target-field goes with --input FILE.")
     if args.target_field and args.target is not None:
@@ -300,13 +316,43 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         for group in per_text:
-            _text_report(group, args.level, sys.stdout, color)
+            _text_report(group, args.level or "word", sys.stdout, color)
     if args.html:
         from .report import write_html
 
         path = write_html(args.html, [e for group in per_text for e in group])
         print(f"HTML report: {path}", file=sys.stderr)
     return 0
+
+
+def _check_flags_fit(args: argparse.Namespace) -> None:
+    """Refuse flags that would do nothing with texts given as arguments or with --input."""
+    if args.input:
+        for flag, value in (("--format", args.format), ("--level", args.level)):
+            if value is not None:
+                raise InvalidParameterError(
+                    f"{flag} is for texts given on the command line; with --input the output "
+                    "is JSONL with every token's and word's scores. Drop it."
+                )
+        if args.pair:
+            raise InvalidParameterError(
+                "--pair is for texts given on the command line; with --input, name the field "
+                "that holds each row's second text with --pair-field FIELD."
+            )
+        return
+    for flag, value in (
+        ("--output", args.output),
+        ("--chunk-size", args.chunk_size),
+        ("--input-format", args.input_format),
+    ):
+        if value is not None:
+            hint = (
+                "; the results of texts given on the command line go to standard output "
+                "(--format json for JSON) or to --html FILE"
+                if flag == "--output"
+                else ""
+            )
+            raise InvalidParameterError(f"{flag} goes with --input FILE{hint}.")
 
 
 def _check_pairs(args: argparse.Namespace) -> None:
@@ -329,7 +375,7 @@ def _explain_file(
 
     from .io import read_records
 
-    records = list(read_records(args.input, args.input_format))
+    records = list(read_records(args.input, args.input_format or "auto"))
     if args.pair_field:
         records = [_with_pair(r, args.pair_field) for r in records]
     if args.target_field:
@@ -341,29 +387,36 @@ def _explain_file(
     html_explanations: list[Any] = []
     earlier_errors = 0  # error rows an earlier run already wrote (--resume)
     written = 0  # records whose rows are in the output
-    if args.resume and out_path.exists():
-        earlier = _rows_to_resume(out_path, records, model, methods, options)
-        written = len(earlier)
-        earlier_errors = sum("error" in row for row in earlier)
-        if args.html:
-            html_explanations = _explanations_of_rows(earlier)
-    elif not to_stdout:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_bytes(b"")
+    try:
+        if args.resume and out_path.exists():
+            earlier = _rows_to_resume(out_path, records, model, methods, options)
+            written = len(earlier)
+            earlier_errors = sum("error" in row for row in earlier)
+            if args.html:
+                html_explanations = _explanations_of_rows(earlier)
+        elif not to_stdout:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_bytes(b"")
+        sink: Any = (
+            contextlib.nullcontext(sys.stdout)
+            if to_stdout
+            else out_path.open("a", encoding="utf-8")
+        )
+    except OSError as exc:  # /proc, a read-only mount... (os.access says yes to root)
+        raise InvalidParameterError(
+            f"--output {out_path} cannot be written: {exc.strerror or exc}. Choose another path."
+        ) from None
     bad = [r for r in records[written:] if r.error]
     for r in bad:
         print(f"textlens: skipped {r.error}", file=sys.stderr)
     good = [r for r in records[written:] if not r.error]
-    chunk = args.chunk_size
+    chunk = args.chunk_size or 64
     results: dict[int, dict[str, Any]] = {}
     failed: dict[int, str] = {}  # line -> why the model failed on that text
-    sink: Any = (
-        contextlib.nullcontext(sys.stdout) if to_stdout else out_path.open("a", encoding="utf-8")
-    )
     with (
+        _hint_on_interrupt(None if to_stdout else out_path),  # outermost: sees the closing too
         sink as out,
         tqdm(total=len(good), unit="text", disable=not args.progress, file=sys.stderr) as bar,
-        _hint_on_interrupt(None if to_stdout else out_path),
     ):
         for start in range(0, len(good), chunk):
             batch = good[start : start + chunk]
@@ -393,7 +446,11 @@ def _explain_file(
 
         print(f"HTML report: {write_html(args.html, html_explanations)}", file=sys.stderr)
     where = "standard output" if to_stdout else out_path
-    print(f"textlens: wrote {len(good) - len(failed)} explained texts to {where}", file=sys.stderr)
+    explained = len(good) - len(failed)
+    print(
+        f"textlens: wrote {explained} explained text{'' if explained == 1 else 's'} to {where}",
+        file=sys.stderr,
+    )
     errors = earlier_errors + len(bad) + len(failed)
     if errors:
         listed = (
@@ -403,7 +460,7 @@ def _explain_file(
             "the output"
         )
         print(
-            f"textlens: error: {errors} of {len(records)} lines could not be explained "
+            f"textlens: error: {errors} of {_count(len(records), 'line')} could not be explained "
             f"({listed}); fix them and re-run those lines.",
             file=sys.stderr,
         )
@@ -436,7 +493,8 @@ def _write_due_rows(
 
 @contextlib.contextmanager
 def _hint_on_interrupt(out_path: Path | None) -> Iterator[None]:
-    """On Ctrl-C, say that the rows written so far are kept and how to go on."""
+    """On Ctrl-C or a failed write, say that the rows written so far are kept and how to
+    go on."""
     try:
         yield
     except KeyboardInterrupt:
@@ -447,6 +505,13 @@ def _hint_on_interrupt(out_path: Path | None) -> Iterator[None]:
                 file=sys.stderr,
             )
         raise
+    except OSError as exc:  # a full disk, say: the only file written here is the output
+        if out_path is None:
+            raise
+        raise InvalidParameterError(
+            f"Writing {out_path} failed: {exc.strerror or exc}. The rows written before stay "
+            "in it: fix the cause, then run the same command with --resume to explain the rest."
+        ) from exc
 
 
 def _rows_to_resume(
@@ -787,7 +852,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"HTML report: {write_evaluation_html(args.html, board)}", file=sys.stderr)
     if data.problems:
         print(
-            f"textlens: error: {len(data.problems)} lines of {args.input} were skipped (listed "
+            f"textlens: error: {_count(len(data.problems), 'line')} of {args.input} "
+            f"{'was' if len(data.problems) == 1 else 'were'} skipped (listed "
             "above); the leaderboard is over the other "
             f"{len(data.examples)}. Fix those lines and re-run to include them.",
             file=sys.stderr,
@@ -858,11 +924,28 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"textlens: error: {message} (see {self.prog} --help)\n")
+
+
+def thread_count(value: str) -> int:
+    """An argparse type: torch CPU threads, 1 to a few per core."""
+    number = positive_int(value)
+    most = 4 * (os.cpu_count() or 1)
+    if number > most:
+        raise argparse.ArgumentTypeError(
+            f"{number} threads on a machine with {os.cpu_count()} cores; give at most {most} "
+            "(one per core is usually fastest)"
+        )
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="textlens", description="Explain BERT-family text classifiers."
-    )
-    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    parser = _Parser(prog="textlens", description="Explain BERT-family text classifiers.")
+    parser.add_argument("--threads", type=thread_count, default=None, help="torch CPU threads")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
 
@@ -900,13 +983,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--level",
         choices=["token", "word"],
-        default="word",
         help="text output: scores per word (default) or per sub-word token",
     )
     p.add_argument(
         "--format",
         choices=["text", "json"],
-        default="text",
         help="coloured words in the terminal (default) or one JSON object per text",
     )
     p.add_argument("--html", help="also write a self-contained HTML report here")
@@ -918,7 +999,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--input-format",
         choices=INPUT_FORMATS,
-        default="auto",
         help="how to read --input (default: by extension; for -, JSONL if it starts with "
         "'{', else lines)",
     )
@@ -927,7 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --input: the JSONL file of results (input order); - writes standard output",
     )
     p.add_argument(
-        "--chunk-size", type=positive_int, default=64, help="texts per step when reading --input"
+        "--chunk-size", type=positive_int, help="texts per step when reading --input (default 64)"
     )
     p.add_argument(
         "--resume",
@@ -1074,6 +1154,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `textlens explain ... | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a file that cannot be written after all: a full disk, say
+        where = f" {exc.filename}:" if exc.filename else ""
+        print(f"textlens: error:{where} {exc.strerror or exc}.", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("textlens: interrupted", file=sys.stderr)
         return 130

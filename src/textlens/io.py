@@ -64,6 +64,8 @@ def read_records(path: str | Path, fmt: str = "auto") -> Iterator[InputRecord]:
         yield from _records(itertools.chain(head, rest), readers[fmt])
         return
     file = Path(path)
+    if file.is_dir():
+        raise InputFileError(f"Input {file} is a folder. Give a JSONL, CSV or text file.")
     if not file.is_file():
         raise InputFileError(f"Input file {file} does not exist. Give a JSONL, CSV or text file.")
     if fmt == "auto":
@@ -116,6 +118,16 @@ class _DecodedLines:
             self.last += 1
             if self.last == 1 and data.startswith(b"\xef\xbb\xbf"):
                 data = data[3:]
+            if self.last == 1 and (data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in data):
+                raise InputFileError(
+                    "The input is not UTF-8 text: its first line "
+                    + (
+                        "starts with a UTF-16 byte-order mark"
+                        if data[:2] in (b"\xff\xfe", b"\xfe\xff")
+                        else "holds NUL bytes (UTF-16 without a byte-order mark, or not text)"
+                    )
+                    + ". Convert it, e.g. iconv -f utf-16 -t utf-8 IN > OUT, and give OUT."
+                )
             try:
                 yield data.decode("utf-8")
             except UnicodeDecodeError as exc:
