@@ -203,3 +203,18 @@ def test_demo_leaderboard_with_every_registered_method() -> None:
     assert board.recommendation.most_faithful in REGISTRY
     json.dumps(board.to_dict(), allow_nan=False)
     assert "<svg" in board.to_html()
+
+
+def test_labels_that_are_none_of_the_models_are_said_to_be_left_out(planted_adapter) -> None:
+    from textlens.report.evaluation import render_evaluation_html
+
+    rows = [
+        {"text": "the movie was wonderful", "label": planted_adapter.labels[0]},
+        {"text": "an awful plot", "label": "pos"},
+        {"text": "a friend of the team"},
+    ]
+    small = leaderboard(planted_adapter, rows, ["saliency"], sanity_texts=0, stability_texts=0)
+    assert small.settings["labelled_texts"] == 1 and small.settings["unknown_labels"] == ["pos"]
+    assert small.settings["accuracy"] in (0.0, 1.0)  # over the one text it could use
+    page = render_evaluation_html(small)
+    assert "of 1 labelled" in page and "none of the model&#39;s: &#39;pos&#39;" in page

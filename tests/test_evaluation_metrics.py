@@ -344,10 +344,14 @@ def test_load_evaluation_data(tmp_path) -> None:
         {"text": "bad spans", "rationale": [[0, 99]]},
         {"text": ""},
         {"text": "the movie", "rationale": ["movie"]},
+        {"text": "the movie", "planted": "moive"},  # a typo would match nothing
+        {"text": "the movie", "rationale": ["the", "flim"]},
     ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
     data = load_evaluation_data(path)
     assert [e.text for e in data.examples] == ["a wonderful movie", "awful plot", "the movie"]
     assert data.examples[0].rationale == [[2, 11]] and data.examples[1].planted == "awful"
-    assert len(data.problems) == 2 and "line 3" in data.problems[0]
+    assert len(data.problems) == 4 and "line 3" in data.problems[0]
+    assert data.problems[2] == "line 6: the 'planted' word 'moive' does not occur in the text"
+    assert data.problems[3] == "line 7: the 'rationale' word 'flim' does not occur in the text"
     assert len(load_evaluation_data(path, limit=1).examples) == 1

@@ -232,17 +232,21 @@ def test_evaluation_data_with_pairs(tmp_path) -> None:
         {"text": first},  # no second text
         {"text": first, "hypothesis": second, "rationale": [[0, 30]]},  # past the first text
         {"text": first, "hypothesis": second, "pair_rationale": [[0, 99]]},
+        {"text": first, "hypothesis": second, "planted": ["awful"]},  # a word of the second
+        {"text": first, "hypothesis": second, "pair_planted": ["nowhere"]},
     ]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     data = load_evaluation_data(path, pair_field="hypothesis")
-    [example] = data.examples
+    example, second_word = data.examples
+    assert second_word.planted == ["awful"]
     assert example.text == pair_text(first, second)
     spans = [s for s in example.rationale if not isinstance(s, str)]
     assert [example.text[a:b] for a, b in spans] == ["movie", "awful"]
     assert "plot" in example.rationale
     assert [example.text[a:b] for a, b in example.planted] == ["awful"]
-    assert len(data.problems) == 3
+    assert len(data.problems) == 4
+    assert "line 6: the 'planted' word 'nowhere' does not occur" in data.problems[3]
     assert "line 2: it has no text in its pair field 'hypothesis'" in data.problems[0]
     assert "line 3" in data.problems[1] and "'rationale'" in data.problems[1]
     assert "line 4" in data.problems[2] and "'pair_rationale'" in data.problems[2]

@@ -842,6 +842,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"textlens: skipped {problem}", file=sys.stderr)
     model = _load_model(args)
     board = leaderboard(model, data, methods, budget_ms=args.budget_ms, masking=args.masking)
+    unknown = board.settings.get("unknown_labels")
+    if unknown:
+        print(
+            f"textlens: warning: labels that are none of the model's "
+            f"({', '.join(map(repr, unknown))}; it has {', '.join(map(repr, model.labels))}) "
+            "were left out of its accuracy.",
+            file=sys.stderr,
+        )
     if args.format == "json":
         print(json.dumps(board.to_dict(), ensure_ascii=False))
     else:

@@ -192,7 +192,7 @@ def _example(record: Any, pair_field: str | None) -> Example:
             got = f" (got {second!r})" if second is not None else ""
             raise InputFileError(f"it has no text in its pair field {pair_field!r}{got}")
         for field, value in (("rationale", rationale), ("planted", planted)):
-            bad = _spans_problem(field, value, text)
+            bad = _spans_problem(field, value, text, words=False)
             if bad:
                 raise InputFileError(bad)
         text = pair_text(text, second)
@@ -208,7 +208,7 @@ def _example(record: Any, pair_field: str | None) -> Example:
         for field, value in extra.items():
             if value is None:
                 continue
-            bad = _spans_problem(f"pair_{field}", value, pair[1])
+            bad = _spans_problem(f"pair_{field}", value, pair[1], words=False)
             if bad:
                 raise InputFileError(bad)
             shifted = _shift_spans(value, start)
@@ -235,14 +235,21 @@ def _annotation_problem(example: Example) -> str | None:
     return None
 
 
-def _spans_problem(field: str, value: Annotation, text: str) -> str | None:
-    """Why ``value`` (of the field ``field``) is not words or spans of ``text``, or None."""
-    if value is None or isinstance(value, str):
+def _spans_problem(field: str, value: Annotation, text: str, words: bool = True) -> str | None:
+    """Why ``value`` (of the field ``field``) is not words or spans of ``text``, or None.
+
+    ``words=False`` leaves words unchecked (a pair's words may stand in either text).
+    """
+    if value is None:
         return None
+    if isinstance(value, str):
+        value = [value]
     if not isinstance(value, list):
         return f"the {field!r} field must be a list of [start, end] spans or of words"
     for item in value:
         if isinstance(item, str):
+            if words and item.strip().casefold() not in text.casefold():  # matches nothing
+                return f"the {field!r} word {item!r} does not occur in the text"
             continue
         ok = (
             isinstance(item, list)
@@ -890,6 +897,9 @@ def evaluate_explanations(
         "threads": torch.get_num_threads(),
         "evaluation_model_evaluations": engine.model_evaluations,
         "accuracy": _accuracy(labels, next(iter(groups.values())), model.labels),
+        # Gold labels the accuracy could use, and those that are none of the model's.
+        "labelled_texts": sum(label in model.labels for label in labels),
+        "unknown_labels": sorted({str(x) for x in labels if x is not None} - set(model.labels)),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     board = Leaderboard(

@@ -106,7 +106,19 @@ def _settings(board: Leaderboard) -> list[tuple[str, str]]:
         ("torch threads", str(s.get("threads"))),
     ]
     if s.get("accuracy") is not None:
-        rows.append(("model accuracy on these texts", f"{100 * s['accuracy']:.1f}%"))
+        rows.append(
+            (
+                "model accuracy on these texts",
+                f"{100 * s['accuracy']:.1f}% (of {s.get('labelled_texts')} labelled)",
+            )
+        )
+    if s.get("unknown_labels"):
+        rows.append(
+            (
+                "labels left out of the accuracy",
+                "none of the model's: " + ", ".join(map(repr, s["unknown_labels"])),
+            )
+        )
     for name, params in (s.get("params") or {}).items():
         if params:
             rows.append((f"{name} parameters", ", ".join(f"{k}={v}" for k, v in params.items())))
@@ -139,12 +151,12 @@ def _charts(board: Leaderboard, colors: dict[str, str]) -> list[dict[str, Any]]:
         (
             "deletion_curve",
             "Deletion: most important words removed first (lower is better)",
-            "target probability",
+            f"target {board.settings.get('output', 'probability')}",
         ),
         (
             "insertion_curve",
             "Insertion: most important words put back first (higher is better)",
-            "target probability",
+            f"target {board.settings.get('output', 'probability')}",
         ),
     ):
         series = [
