@@ -321,6 +321,8 @@ def test_layers_json_html_png_and_precision(
 
 
 def test_layers_bad_layer_is_a_one_line_error(capsys, model_dir: Path) -> None:
+    code, _, err = run(capsys, "layers", str(model_dir), "a text", "--png", "heat.jpg")
+    assert code == 2 and "name the file .png" in err
     for layer in ("9", "0", "logits"):
         code, out, err = run(
             capsys, "layers", str(model_dir), "the movie was wonderful", "--layer", layer

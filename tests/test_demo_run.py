@@ -48,3 +48,23 @@ def test_demo_builds_explains_and_reports_then_reuses_the_cache(tmp_path: Path, 
     assert main(argv) == 0
     second = capsys.readouterr().out
     assert "(cached)" in second
+
+
+def test_more_texts_than_the_held_out_set_says_so(tmp_path: Path, monkeypatch, planted_adapter):
+    """A tiny stand-in for the demo model: the message, not the fine-tuning, is tested."""
+    import io
+    from types import SimpleNamespace
+
+    import textlens.api
+    import textlens.demo.build
+    from textlens.demo.run import run_demo
+
+    heldout = [SimpleNamespace(text=t, label="positive") for t in ("a great day", "awful")]
+    info = SimpleNamespace(path="tiny", from_cache=True, train_seconds=0.0, accuracy=0.9,
+                           heldout=heldout, n_train=2, epochs=1)  # fmt: skip
+    monkeypatch.setattr(textlens.demo.build, "build_sentiment_model", lambda **_: info)
+    monkeypatch.setattr(textlens.api, "load", lambda path: planted_adapter)
+    out = io.StringIO()
+    code = run_demo(n_texts=100_000, methods=["saliency"], out=out, html=tmp_path / "d.html")
+    assert code == 0 and "Asked for 100000 texts; the held-out set has 2" in out.getvalue()
+    assert (tmp_path / "d.html").read_text(encoding="utf-8").count("<section>") == 2

@@ -786,6 +786,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
     if args.layer is not None and args.all_layers:
         raise InvalidParameterError("Give --layer N or --all-layers, not both.")
     _check_pairs(args)
+    if args.png and Path(args.png).suffix.lower() != ".png":
+        raise InvalidParameterError(
+            f"--png writes a PNG image; name the file .png (got {args.png})."
+        )
     _check_output_file(args.png, "--png")
     _check_output_file(args.html, "--html")
     model = _load_model(args)

@@ -57,6 +57,11 @@ def run_demo(
         f"{info.epochs} epoch{'' if info.epochs == 1 else 's'})\n\n"
     )
     model = api.load(info.path)
+    if n_texts > len(info.heldout):
+        out.write(
+            f"Asked for {n_texts} texts; the held-out set has {len(info.heldout)}, so all of "
+            "them are explained.\n\n"
+        )
     texts = [example.text for example in info.heldout[:n_texts]]
     truth = [example.label for example in info.heldout[:n_texts]]
     encoding = model.encode(texts)
