@@ -11,12 +11,14 @@ what was wrong, what was expected and how to fix it::
     ├── InvalidTargetError        (also ValueError) an unknown label or class index
     ├── UnknownMethodError        (also KeyError)   a method name not in the registry
     ├── MissingDependencyError    (also ImportError) an optional extra is not installed
-    └── ExplanationError          (also RuntimeError) the model failed inside an explainer
+    ├── ExplanationError          (also RuntimeError) the model failed inside an explainer
+    └── Cancelled                                   model work stopped: nobody waits for it
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "Cancelled",
     "ExplanationError",
     "InputFileError",
     "InvalidInputError",
@@ -68,6 +70,13 @@ class MissingDependencyError(TextlensError, ImportError):
 
 class ExplanationError(TextlensError, RuntimeError):
     """The model raised while being explained; the message names the method and model."""
+
+
+class Cancelled(TextlensError):
+    """Model work stopped because its caller asked it to (see :func:`textlens.model.cancellable`).
+
+    Not a ``RuntimeError``: code that catches model failures must let it through.
+    """
 
 
 class TruncationWarning(UserWarning):

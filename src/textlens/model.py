@@ -14,7 +14,7 @@ import json
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .errors import (
+    Cancelled,
     ExplanationError,
     InvalidInputError,
     InvalidParameterError,
@@ -38,6 +39,8 @@ __all__ = [
     "PRECISIONS",
     "Encoding",
     "ModelAdapter",
+    "cancellable",
+    "check_cancelled",
     "load_model",
     "output_function_of",
     "pack_batches",
@@ -69,6 +72,59 @@ PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 #: the classes of a single-label classifier, 'sigmoid' per label for a multi-label one
 #: (and a one-logit model, e.g. a cross-encoder), 'none' for a regression's raw values.
 OUTPUT_FUNCTIONS: tuple[str, ...] = ("softmax", "sigmoid", "none")
+
+
+class _StopRequest(threading.local):
+    """Per thread: the predicate that says "stop this thread's model work" (see
+    :func:`cancellable`); None outside any block."""
+
+    requested: Callable[[], bool] | None = None
+
+
+_STOP = _StopRequest()
+
+
+@contextlib.contextmanager
+def cancellable(should_stop: Callable[[], bool]) -> Iterator[None]:
+    """Let ``should_stop`` end this thread's model work inside the block.
+
+    Every model call the thread makes inside the block (:meth:`ModelAdapter.forward`,
+    which every explainer goes through) first asks ``should_stop()``, and raises
+    :class:`~textlens.errors.Cancelled` once it answers True: long work (many samples,
+    steps or texts) stops at its next model pass instead of running to the end. The
+    server passes the ``is_set`` of a :class:`threading.Event` that its event loop sets
+    once every request waiting for the work has given up. Other threads, even on the
+    same adapter, are not affected; blocks nest (work stops when any of them says so).
+
+    Parameters
+    ----------
+    should_stop : callable
+        ``should_stop() -> bool``; cheap and thread-safe (it runs before every model pass).
+    """
+    outer = _STOP.requested
+    if outer is None:
+        _STOP.requested = should_stop
+    else:
+        _STOP.requested = lambda: outer() or should_stop()
+    try:
+        yield
+    finally:
+        _STOP.requested = outer
+
+
+def check_cancelled() -> None:
+    """Raise :class:`~textlens.errors.Cancelled` if this thread was asked to stop.
+
+    :meth:`ModelAdapter.forward` calls it before every model pass; a loop that does long
+    work between model passes can call it too. Costs one thread-local lookup when no
+    :func:`cancellable` block is active.
+    """
+    requested = _STOP.requested
+    if requested is not None and requested():
+        raise Cancelled(
+            "The model work was stopped before its next model pass, as its caller asked "
+            "(see textlens.model.cancellable)."
+        )
 
 
 @dataclass
@@ -543,7 +599,11 @@ class ModelAdapter:
 
         ``repeat`` > 1 repeats every row of the batch's masks (row-major: text 0 ``repeat``
         times, then text 1...) to match an ``inputs_embeds`` of ``repeat * len(batch)`` rows.
+
+        Raises :class:`~textlens.errors.Cancelled` instead of running the model when this
+        thread was asked to stop (see :func:`cancellable`).
         """
+        check_cancelled()
         mask = batch.attention_mask
         extra = batch.model_inputs
         if repeat > 1:
