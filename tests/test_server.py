@@ -15,8 +15,9 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -694,7 +695,7 @@ class _Recorder:
         self.fail_on = fail_on
         self.delay = delay
 
-    def __call__(self, key: Any, texts: list[str]) -> list[str]:
+    def __call__(self, key: Any, texts: list[str], stop: threading.Event) -> list[str]:
         self.calls.append((key, list(texts)))
         time.sleep(self.delay)
         if self.fail_on is not None and self.fail_on in texts:
@@ -764,6 +765,233 @@ def test_batcher_drops_jobs_whose_caller_gave_up() -> None:
     with ThreadPoolExecutor(1) as pool:
         asyncio.run(scenario(MicroBatcher(run, pool, max_batch=8, max_wait_s=0.0, max_pending=10)))
     assert [texts for _, texts in run.calls] == [["1"], ["3"]]
+
+
+# ------------------------------------------------------------- giving up stops the model work
+#: 42 tokens. With the servers' settings below, every LIME evaluation and every
+#: information step is one model pass.
+LONG_TEXT = " ".join(["the movie was wonderful and the city was awful"] * 4)
+SLOW_METHODS: dict[str, dict[str, Any]] = {
+    "lime": {"max_batch_tokens": 64},
+    "information": {"use_cache": False},
+}
+SLOW_PARAMS: dict[str, dict[str, Any]] = {
+    "lime": {"budget": 256},
+    "information": {"max_steps": 256, "window": 256},  # no early convergence
+}
+PASS_SECONDS = 0.02
+
+
+class SlowPasses:
+    """Every pass through the torch model sleeps ``PASS_SECONDS`` and is counted."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.passes = 0
+        self._lock = threading.Lock()
+        self._handle = model.register_forward_pre_hook(self._pass)
+
+    def _pass(self, _module: Any, _args: Any) -> None:
+        with self._lock:
+            self.passes += 1
+        time.sleep(PASS_SECONDS)
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+@contextlib.contextmanager
+def slow_passes(model: ModelAdapter) -> Iterator[SlowPasses]:
+    slow = SlowPasses(model.model)
+    try:
+        yield slow
+    finally:
+        slow.remove()
+
+
+@pytest.mark.parametrize("method", ["lime", "information"])
+def test_time_budget_stops_the_model_work(served: ModelAdapter, method: str) -> None:
+    """The work of a request past its budget stops at the next model pass: the model
+    thread is free at once (unstopped, it would take another ~4 s and the prediction
+    after it would get 503 too)."""
+    app = create_app(served, methods=SLOW_METHODS, time_budget_s=1.0)
+    body = {"texts": [LONG_TEXT], "methods": [method], "params": {method: SLOW_PARAMS[method]}}
+    with TestClient(app) as c, slow_passes(served) as slow:
+        response = c.post("/v1/explain", json=body)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "time_budget_exceeded"
+        at_503 = slow.passes
+        assert 0 < at_503 < 100  # at most 1 s of 20 ms passes: far from all 256
+        predicted = c.post("/v1/predict", json={"texts": [TEXTS[0]]})
+        assert predicted.status_code == 200
+        assert slow.passes - at_503 <= 2  # the prediction's pass (and one in flight)
+        metrics = c.get("/metrics").text
+    assert metric(metrics, "textlens_model_calls_stopped_total", f'method="{method}"') == 1
+    assert metric(metrics, "textlens_errors_total", 'code="time_budget_exceeded"') == 1
+
+
+async def _post_and_leave(
+    app: Any,
+    body: dict[str, Any],
+    leave_after: float | None = None,
+    on_leave: Callable[[], None] = lambda: None,
+) -> int | None:
+    """POST /v1/explain through ASGI; the client leaves ``leave_after`` s after sending the
+    body (None: it waits), calling ``on_leave``. The status answered, or None if none."""
+    data = json.dumps(body).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/explain",
+        "raw_path": b"/v1/explain",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("test", 80),
+    }
+    body_sent, answered = False, asyncio.Event()
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": data, "more_body": False}
+        try:
+            await asyncio.wait_for(answered.wait(), leave_after)
+        except asyncio.TimeoutError:
+            on_leave()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        elif message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    await app(scope, receive, send)
+    return status[0] if status else None
+
+
+def _lime_body(text: str) -> dict[str, Any]:
+    return {"texts": [text], "methods": ["lime"], "params": {"lime": {"budget": 32, "seed": 0}}}
+
+
+def test_a_call_runs_on_while_one_of_its_requests_waits(served: ModelAdapter) -> None:
+    """Two requests share one model call; one client leaves: the other gets its answer
+    (the same as alone), the leaver is not counted as a 200, and the call is not stopped."""
+    [want] = library_explanations(
+        served, [TEXTS[1]], "lime", budget=32, seed=0, max_batch_tokens=64
+    )
+    app = create_app(served, methods=SLOW_METHODS, max_wait_ms=200)
+
+    async def scenario(slow: SlowPasses) -> tuple[int | None, httpx.Response, int]:
+        leaving = _post_and_leave(
+            app, _lime_body(LONG_TEXT), 0.8, lambda: passes_when_leaving.append(slow.passes)
+        )
+        leaver = asyncio.ensure_future(leaving)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=60) as c:
+            answer = await c.post("/v1/explain", json=_lime_body(TEXTS[1]))
+        left = await leaver
+        await app.state.service.close()
+        return left, answer, slow.passes
+
+    passes_when_leaving: list[int] = []
+    with slow_passes(served) as slow:
+        left, answer, passes = asyncio.run(scenario(slow))
+    assert left is None
+    assert answer.status_code == 200
+    assert_same_explanation(answer.json()["results"][0]["explanations"][0], want)
+    assert passes - passes_when_leaving[0] >= 10  # the call went on after the client left
+    metrics = app.state.service.registry.render()
+    assert metric(metrics, "textlens_model_calls_total", 'method="lime"') == 1
+    assert metric(metrics, "textlens_batch_requests_sum", 'method="lime"') == 2
+    assert metric(metrics, "textlens_model_calls_stopped_total") == 0
+    assert metric(metrics, "textlens_requests_total", 'status="200"') == 1
+    assert metric(metrics, "textlens_requests_total", 'status="499"') == 1
+    assert metric(metrics, "textlens_errors_total", 'code="client_disconnected"') == 1
+
+
+def test_a_call_stops_when_every_client_has_left(served: ModelAdapter) -> None:
+    """Both requests of one model call leave: the call stops at its next pass, is not
+    re-run job by job, and neither request counts as a 200."""
+    app = create_app(served, methods=SLOW_METHODS, max_wait_ms=200)
+    body = {"texts": [LONG_TEXT], "methods": ["lime"], "params": {"lime": {"budget": 256}}}
+
+    async def scenario() -> tuple[list[int | None], int, int]:
+        statuses = await asyncio.gather(
+            _post_and_leave(app, body, 0.6),
+            _post_and_leave(app, {**body, "texts": [TEXTS[1]]}, 0.6),
+        )
+        at_leaving = slow.passes
+        await asyncio.sleep(0.3)  # 15 passes' time
+        after = slow.passes
+        await app.state.service.close()
+        return list(statuses), at_leaving, after
+
+    with slow_passes(served) as slow:
+        statuses, at_leaving, after = asyncio.run(scenario())
+    assert statuses == [None, None]
+    assert after - at_leaving <= 1
+    assert at_leaving < 60  # of ~510 for the whole call
+    metrics = app.state.service.registry.render()
+    assert metric(metrics, "textlens_model_calls_stopped_total", 'method="lime"') == 1
+    assert metric(metrics, "textlens_model_calls_total", 'method="lime"') == 1  # no re-runs
+    assert metric(metrics, "textlens_requests_total", 'status="499"') == 2
+    assert metric(metrics, "textlens_requests_total", 'status="200"') == 0
+
+
+class _Passes:
+    """A model call of ``n`` passes of 10 ms that stops (raises) once ``stop`` is set."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.calls: list[list[str]] = []
+        self.passes: list[int] = []  # per call
+
+    def __call__(self, key: Any, texts: list[str], stop: threading.Event) -> list[str]:
+        self.calls.append(list(texts))
+        self.passes.append(0)
+        for _ in range(self.n):
+            if stop.is_set():
+                raise RuntimeError("stopped")
+            self.passes[-1] += 1
+            time.sleep(0.01)
+        return [f"{key}:{t}" for t in texts]
+
+
+def test_batcher_stops_a_call_only_when_every_job_is_dropped() -> None:
+    run = _Passes(50)
+
+    async def scenario(batcher: MicroBatcher) -> None:
+        first = asyncio.ensure_future(batcher.submit("a", ["1"]))
+        second = asyncio.ensure_future(batcher.submit("a", ["2"]))
+        await asyncio.sleep(0.1)  # both run in one call now
+        first.cancel()
+        # the call ran on for the job still waited for
+        assert await asyncio.wait_for(second, 5) == ["a:2"]
+        third = asyncio.ensure_future(batcher.submit("a", ["3"]))
+        fourth = asyncio.ensure_future(batcher.submit("a", ["4"]))
+        await asyncio.sleep(0.2)
+        third.cancel()
+        fourth.cancel()
+        assert await asyncio.wait_for(batcher.submit("b", ["5"]), 5) == ["b:5"]  # free again
+        await batcher.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        asyncio.run(scenario(MicroBatcher(run, pool, max_batch=8, max_wait_s=0.0, max_pending=9)))
+    # the second call stopped soon after its last job was dropped, and was not re-run
+    assert run.calls == [["1", "2"], ["3", "4"], ["5"]]
+    assert run.passes[0] == run.passes[2] == 50
+    assert 1 <= run.passes[1] <= 25  # cancelled after 200 ms of 10 ms passes
 
 
 # ------------------------------------------------------------- a real uvicorn process on loopback

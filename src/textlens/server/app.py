@@ -7,6 +7,7 @@ different models or settings) can live in one process.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -150,7 +152,9 @@ def create_app(
         Most characters per text (for records: per rendered record).
     time_budget_s : float
         A request not answered within this many seconds gets 503 ``time_budget_exceeded``;
-        its queued work is dropped.
+        its queued work is dropped, and a model call already running for it stops at its
+        next model pass unless another request still waits for it (so does the work of a
+        request whose client disconnects).
     api_key : str, optional
         If set, every ``/v1/*`` and ``/metrics`` request must send it in the
         ``X-API-Key`` header (``/``, ``/healthz`` stay open; the web page asks for it).
@@ -469,8 +473,21 @@ def _add_error_handlers(app: FastAPI, service: Service) -> None:
 
 
 # ---------------------------------------------------------------------------- guard
+#: What /metrics records for a request whose client left before its answer (nginx's
+#: "client closed request"; nothing is sent).
+CLIENT_GONE_STATUS = 499
+CLIENT_GONE_CODE = "client_disconnected"
+
+
 class _Guard:
-    """Pure ASGI middleware: body size limit, and request counts, errors and latency."""
+    """Pure ASGI middleware: body size limit, request counts, errors and latency, and
+    requests whose client left.
+
+    Once a request's body is read, the guard listens for the client going away; if it
+    goes before the answer starts, the request is cancelled (its model work is dropped,
+    see :mod:`textlens.server.batcher`) and counted as status 499
+    ``client_disconnected``, not as the answer nobody received.
+    """
 
     def __init__(self, app: ASGIApp, service: Service) -> None:
         self.app = app
@@ -488,27 +505,7 @@ class _Guard:
             else ("/static" if path.startswith("/static/") else "other")
         )
         started = time.perf_counter()
-        state: dict[str, Any] = {"status": 0, "code": ""}
-
-        async def send_and_watch(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                for name, value in message.get("headers", []):
-                    if name == b"x-textlens-error":
-                        state["code"] = value.decode("latin-1")
-            await send(message)
-
-        received = 0
-
-        async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge(self.limit)
-            return message
-
+        exchange = _Exchange(receive, send, self.limit)
         try:
             length = _content_length(scope)
             if length is not None and length > self.limit:
@@ -517,18 +514,79 @@ class _Guard:
                     "body_too_large",
                     f"The body has {length} bytes; this server takes at most {self.limit}.",
                 )
-                await response(scope, receive, send_and_watch)
+                await response(scope, receive, exchange.send)
                 return
-            await self.app(scope, receive_limited, send_and_watch)
+            await exchange.run(self.app, scope)
         finally:
-            # No response started: an exception is on its way to Starlette's outermost
-            # handler, which answers 500 internal_error.
-            status = int(state["status"]) or 500
-            code = state["code"] or ("internal_error" if not state["status"] else str(status))
+            if exchange.client_left:
+                status, code = CLIENT_GONE_STATUS, CLIENT_GONE_CODE
+            else:
+                # No response started: an exception is on its way to Starlette's outermost
+                # handler, which answers 500 internal_error.
+                status = exchange.status or 500
+                code = exchange.code or ("internal_error" if not exchange.status else str(status))
             self.service.requests.inc(endpoint, str(status))
             if status >= 400:
                 self.service.errors.inc(endpoint, code)
             self.service.latency.observe(time.perf_counter() - started, endpoint)
+
+
+class _Exchange:
+    """One request as the guard sees it: the answer's status and error code, the body
+    size, and whether the client left before the answer started."""
+
+    def __init__(self, receive: Receive, send: Send, limit: int) -> None:
+        self._receive = receive
+        self._send = send
+        self.limit = limit
+        self.received = 0
+        self.status = 0
+        self.code = ""
+        self.client_left = False
+        self._body_read = asyncio.Event()
+        self._after_body: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+
+    async def run(self, app: ASGIApp, scope: Scope) -> None:
+        """Run ``app``; cancel it if the client leaves before the answer starts."""
+        with anyio.CancelScope() as cancel:
+            watcher = asyncio.ensure_future(self._watch(cancel))
+            try:
+                await app(scope, self.receive, self.send)
+            finally:
+                watcher.cancel()
+
+    async def _watch(self, cancel: anyio.CancelScope) -> None:
+        # After the body, the server's next message is http.disconnect: at once when the
+        # client has gone, otherwise once the response is complete (uvicorn, and the
+        # in-process transports alike).
+        await self._body_read.wait()
+        message = await self._receive()
+        self._after_body.set_result(message)
+        if message["type"] == "http.disconnect" and not self.status:
+            self.client_left = True
+            cancel.cancel()
+
+    async def receive(self) -> Message:
+        if self._body_read.is_set():  # the watcher reads the next message: share it
+            return await asyncio.shield(self._after_body)
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit:
+                raise _BodyTooLarge(self.limit)
+            if not message.get("more_body", False):
+                self._body_read.set()
+        elif message["type"] == "http.disconnect" and not self.status:
+            self.client_left = True  # gone while sending its body
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            for name, value in message.get("headers", []):
+                if name == b"x-textlens-error":
+                    self.code = value.decode("latin-1")
+        await self._send(message)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -10,8 +10,10 @@ batches grow with load and an idle server adds no more than ``max_wait_s`` of la
 
 Isolation: if a union call raises, each of its jobs is re-run alone, so one bad job
 cannot fail the others. Jobs whose caller stopped waiting (time budget, disconnect) are
-dropped before their turn. With ``enabled=False`` every job runs alone (the
-batching-off baseline).
+dropped before their turn; once every job of a running call has been dropped, the
+call's *stop* event is set, and the model thread stops at its next model pass (the
+call raises, and is neither reported nor re-run). With ``enabled=False`` every job runs
+alone (the batching-off baseline).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
@@ -29,7 +32,8 @@ from .metrics import Counter, Histogram
 
 __all__ = ["BatchMetrics", "Job", "MicroBatcher", "OverloadedError"]
 
-RunFn = Callable[[Hashable, list[str]], Sequence[Any]]
+#: ``run(key, texts, stop) -> results``; ``stop`` is set once nobody waits for the results.
+RunFn = Callable[[Hashable, list[str], threading.Event], Sequence[Any]]
 
 
 class OverloadedError(Exception):
@@ -55,6 +59,7 @@ class BatchMetrics:
     batch_jobs: Histogram  # labels: kind
     call_seconds: Histogram  # labels: kind
     queue_seconds: Histogram  # labels: kind
+    stopped: Counter  # labels: kind
 
 
 class MicroBatcher:
@@ -63,8 +68,9 @@ class MicroBatcher:
     Parameters
     ----------
     run : callable
-        ``run(key, texts) -> results`` (one result per text, in order); runs in
-        ``executor``.
+        ``run(key, texts, stop) -> results`` (one result per text, in order); runs in
+        ``executor``. ``stop`` (a :class:`threading.Event`) is set when every job of the
+        call has been dropped: ``run`` should then stop soon, by raising.
     executor : concurrent.futures.Executor
         Where model calls run (one thread: calls never overlap).
     max_batch : int
@@ -135,7 +141,8 @@ class MicroBatcher:
                 job.future.cancel()
 
     async def close(self) -> None:
-        """Stop the worker; queued jobs are cancelled."""
+        """Stop the worker (a running model call stops at its next pass); queued jobs are
+        cancelled."""
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, RuntimeError):
@@ -217,10 +224,18 @@ class MicroBatcher:
         if self.metrics is not None:
             for job in jobs:
                 self.metrics.queue_seconds.observe(started - job.queued_at, kind)
+        stop = _stop_when_all_dropped(jobs)
         try:
-            results = await loop.run_in_executor(self.executor, self.run, key, texts)
+            results = await loop.run_in_executor(self.executor, self.run, key, texts, stop)
+        except asyncio.CancelledError:  # closing: the model thread need not finish the call
+            stop.set()
+            raise
         except Exception as exc:
             self._record(kind, len(texts), len(jobs), started)
+            if stop.is_set():  # every caller gave up: the call stopped early, nobody to tell
+                if self.metrics is not None:
+                    self.metrics.stopped.inc(kind)
+                return
             if len(jobs) == 1:
                 _settle(jobs[0].future, error=exc)
             else:
@@ -240,6 +255,20 @@ class MicroBatcher:
         self.metrics.batch_texts.observe(texts, kind)
         self.metrics.batch_jobs.observe(jobs, kind)
         self.metrics.call_seconds.observe(time.perf_counter() - started, kind)
+
+
+def _stop_when_all_dropped(jobs: list[Job]) -> threading.Event:
+    """An event set (from the event loop) once every job's future is done, i.e. dropped
+    while the call runs (results are only set after it)."""
+    stop = threading.Event()
+
+    def check(_: asyncio.Future[list[Any]]) -> None:
+        if all(job.future.done() for job in jobs):
+            stop.set()
+
+    for job in jobs:
+        job.future.add_done_callback(check)
+    return stop
 
 
 def _settle(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -25,7 +26,7 @@ from ..errors import (
 )
 from ..explainers import REGISTRY, Explainer, make_explainer
 from ..explanation import Explanation
-from ..model import ModelAdapter
+from ..model import ModelAdapter, cancellable
 from ..pairs import pair_text, split_pair
 from ..reasons import MAX_REASONS, key_reasons
 from ..records import RecordTemplate, RenderedRecord, render_records, with_fields
@@ -182,6 +183,14 @@ class Service:
                     ("method",),
                 )
             ),
+            stopped=r.add(
+                Counter(
+                    "textlens_model_calls_stopped_total",
+                    "Model calls stopped before the end because every request waiting for "
+                    "them gave up (time budget, client gone), by method.",
+                    ("method",),
+                )
+            ),
         )
         r.add(
             Gauge(
@@ -192,9 +201,13 @@ class Service:
         )
 
     # ------------------------------------------------------------------ model thread
-    def _run(self, key: Hashable, texts: list[str]) -> Sequence[Any]:
-        """One model call over ``texts`` (runs in the model thread)."""
-        with warnings.catch_warnings():
+    def _run(self, key: Hashable, texts: list[str], stop: threading.Event) -> Sequence[Any]:
+        """One model call over ``texts`` (runs in the model thread).
+
+        Once ``stop`` is set (every request waiting for it gave up), the work raises
+        :class:`~textlens.errors.Cancelled` at its next model pass.
+        """
+        with warnings.catch_warnings(), cancellable(stop.is_set):
             warnings.simplefilter(
                 "ignore", TruncationWarning
             )  # reported per text as truncated_tokens
