@@ -132,3 +132,26 @@ def test_the_stop_is_per_thread(tiny_adapter: ModelAdapter, counter: PassCounter
         done.set()
         thread.join()
     assert len(explanation.scores) == len(explanation.tokens) and counter.passes > 20
+
+
+@pytest.mark.parametrize("name", ["lime", "shap"])
+def test_the_fits_after_the_last_pass_stop_too(
+    name: str, tiny_adapter: ModelAdapter, monkeypatch
+) -> None:
+    """LIME's and SHAP's fits can take as long as a pass: each text's asks first."""
+    explainer = _explainer(name, tiny_adapter)
+    done = {"passes": False}
+    evaluate = explainer.engine.evaluate
+
+    def evaluate_then_leave(*args: Any, **kwargs: Any) -> Any:
+        values = evaluate(*args, **kwargs)
+        done["passes"] = True  # every model pass is behind us: only the fits are left
+        return values
+
+    fits = []
+    estimate = explainer._estimate
+    monkeypatch.setattr(explainer.engine, "evaluate", evaluate_then_leave)
+    monkeypatch.setattr(explainer, "_estimate", lambda *a: fits.append(1) or estimate(*a))
+    with pytest.raises(Cancelled), cancellable(lambda: done["passes"]):
+        explainer.explain([LONG_TEXT, "an awful plot"])
+    assert fits == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .api import explain, load, methods
 from .errors import (
+    Cancelled,
     ExplanationError,
     InputFileError,
     InvalidInputError,
@@ -26,6 +27,7 @@ from .explanation import Explanation, Span
 from .model import ModelAdapter
 
 __all__ = [
+    "Cancelled",
     "Explanation",
     "ExplanationError",
     "InputFileError",

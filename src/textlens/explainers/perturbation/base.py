@@ -20,7 +20,7 @@ import numpy as np
 
 from ..._validation import Constraint, Interval, IsNone, Options
 from ...features import GROUPINGS, Grouping, feature_spans, make_grouping
-from ...model import Encoding, ModelAdapter
+from ...model import Encoding, ModelAdapter, check_cancelled
 from ..base import Explainer, Scores
 from .engine import DEFAULT_BATCH_TOKENS, MASKINGS, OUTPUTS, PRECISIONS, Engine, TextGame, make_game
 
@@ -187,6 +187,7 @@ class PerturbationExplainer(Explainer):
             self._close_progress()
         results = []
         for plan, text_spans, v in zip(plans, spans, values, strict=True):
+            check_cancelled()  # a fit can take as long as a model pass (512 tokens: ~0.7 s)
             scores = self._estimate(plan.game, plan.coalitions, v, plan.state)
             results.append(self._to_scores(encoding, plan, text_spans, scores))
         return results
