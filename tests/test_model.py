@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import threading
 import warnings
@@ -91,6 +92,26 @@ def test_missing_folder(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(ModelLoadError, match=re.escape(f"Model folder {missing} does not exist")):
         ModelAdapter.from_pretrained(missing)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"model_type": "no-such-model"}, "names the model type 'no-such-model', which "),
+        ({"id2label": {"0": "a", "1": "b", "2": "c"}, "label2id": {"a": 0, "b": 1, "c": 2}},
+         "do not fit the model its config.json describes"),
+    ],
+)  # fmt: skip
+def test_a_config_that_does_not_fit_is_one_line_with_the_fix(
+    saved: Path, tmp_path: Path, edit: dict, message: str
+) -> None:
+    """transformers' own messages span paragraphs, or point at a report it never printed."""
+    folder = _copy_without(saved, tmp_path / "edited")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(ModelLoadError, match=re.escape(message)) as info:
+        ModelAdapter.from_pretrained(folder)
+    assert "\n" not in str(info.value) and "above report" not in str(info.value)
 
 
 def test_file_instead_of_folder(saved: Path) -> None:
@@ -222,6 +243,9 @@ def test_slow_tokenizer_and_bad_device() -> None:
         ModelAdapter(model, SimpleNamespace(is_fast=False))
     with pytest.raises(ModelLoadError, match="Unknown device 'gpu'"):
         ModelAdapter(model, tokenizer, device="gpu")
+    for other in ("mps", "xpu", "meta"):  # devices torch names that textlens does not run on
+        with pytest.raises(ModelLoadError, match=f"Device '{other}' is not supported"):
+            ModelAdapter(model, tokenizer, device=other)
     if not torch.cuda.is_available():
         with pytest.raises(ModelLoadError, match="CUDA is not available"):
             ModelAdapter(model, tokenizer, device="cuda")
@@ -395,3 +419,20 @@ def test_mask_token_is_required_only_when_used(tiny_adapter: ModelAdapter) -> No
     make_explainer("integrated_gradients", model, n_steps=2).explain(TEXTS[:1])  # pad: fine
     with pytest.raises(InvalidInputError, match="has no mask token; use baseline='pad'"):
         make_explainer("integrated_gradients", model, baseline="mask").explain(TEXTS[:1])
+
+
+def test_bfloat16_on_a_cpu_that_emulates_it_warns(monkeypatch) -> None:
+    import warnings
+
+    import textlens.model as model_module
+
+    tokenizer = wordpiece_tokenizer(VOCAB)
+    adapter = ModelAdapter(tiny_bert(len(tokenizer)), tokenizer)
+    for native, expected in ((False, 1), (True, 0)):
+        monkeypatch.setattr(model_module, "_native_cpu_bfloat16", lambda native=native: native)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with adapter.autocast("bfloat16"):
+                pass
+        slow = [w for w in caught if issubclass(w.category, model_module.SlowPrecisionWarning)]
+        assert len(slow) == expected and (not slow or "Use float32" in str(slow[0].message))

@@ -420,9 +420,9 @@ def test_awkward_texts_never_crash(tiny_adapter, name):
     assert punct.quality["n_features"] >= 1  # punctuation marks are words of the tokenizer
     [one] = explainer.explain(["wonderful"])
     assert one.quality["n_features"] == 1
-    [empty] = explainer.explain(["\u200b"])  # a character the tokenizer drops: no features
-    assert empty.quality["n_features"] == 0 and "no features" in empty.quality["note"]
-    assert all(s == 0 for s in empty.scores)
+    # Only characters the tokenizer drops: nothing to explain, refused like an empty text.
+    with pytest.raises(InvalidInputError, match="gives the model no tokens"):
+        explainer.explain(["\u200b"])
     long_text = " ".join(["the movie"] * 60)
     with pytest.warns(TruncationWarning):
         [long] = explainer.explain([long_text])
@@ -571,3 +571,10 @@ def test_the_prediction_is_the_full_coalition(planted_adapter, planted_test, nam
     assert fresh.engine.model_evaluations == coalitions
     for e, s in zip(explained, direct, strict=True):
         np.testing.assert_allclose(e.scores, s.values, rtol=1e-5, atol=1e-6)
+
+
+def test_a_grouping_that_covers_no_token_gives_zero_scores_and_says_so(tiny_adapter):
+    """Features the text does not have (spans past its end): nothing to switch off."""
+    [e] = Shap(tiny_adapter, budget=8, features=CharSpans([(50, 60)])).explain(["the movie"])
+    assert e.quality["n_features"] == 0 and "no features" in e.quality["note"]
+    assert all(s == 0 for s in e.scores)

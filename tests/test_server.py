@@ -422,6 +422,12 @@ ERRORS: list[tuple[str, Any, int, str]] = [
         ]
     ),
     (
+        "text with no tokens",  # the tokenizer drops a zero-width space
+        {"texts": ["\u200b"], "methods": ["saliency"]},
+        422,
+        "invalid_input",
+    ),
+    (
         "integer past 64 bits",  # JSON has no size limit, tensors do
         {"texts": ["a"], "methods": ["information"], "params": {"information": {"lam": 10**20}}},
         422,
@@ -482,6 +488,20 @@ def test_http_level_errors(client: TestClient, openapi: OpenAPIChecker) -> None:
         headers={"content-type": "application/json"},
     )
     assert (response.status_code, response.json()["error"]["code"]) == (413, "body_too_large")
+    for path in ("/healthz", "/"):  # uptime checks often send HEAD
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b""
+    as_text = client.post(
+        "/v1/explain", content=b'{"texts": ["a"]}', headers={"content-type": "text/plain"}
+    )
+    assert as_text.status_code == 422
+    assert "Content-Type: application/json" in as_text.json()["error"]["message"]
+    nested = client.post(
+        "/v1/explain",
+        content=b"[" * 5000 + b"]" * 5000,
+        headers={"content-type": "application/json"},
+    )
+    assert nested.status_code == 400 and "is it valid UTF-8" not in nested.text
 
 
 def test_chunked_body_over_the_limit_is_refused(served: ModelAdapter) -> None:
@@ -545,6 +565,8 @@ def test_bad_server_settings(served: ModelAdapter) -> None:
         create_app(served, time_budget_s=0)
     with pytest.raises(InvalidParameterError, match="at least 8"):
         create_app(served, api_key="short")
+    with pytest.raises(InvalidParameterError, match="printable ASCII"):
+        create_app(served, api_key="schlüssel-1234")  # a client sends it in UTF-8: no match
     with pytest.raises(UnknownMethodError, match="lime2"):
         create_app(served, methods=["lime2"])
     with pytest.raises(InvalidParameterError, match="n_step"):

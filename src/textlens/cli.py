@@ -653,14 +653,14 @@ def _explain_rows(
     The chunk runs as one batch; if the model fails on it, each row runs alone, so one
     text that breaks the model (say, longer than its position table) costs only its row.
     """
-    from .errors import ExplanationError
+    from .errors import ExplanationError, InvalidInputError
 
     texts = [r.text for r in rows]
     try:
         return list(_explain_all(model, texts, methods, options, target))
-    except ExplanationError as exc:
+    except (ExplanationError, InvalidInputError) as exc:  # a text the model cannot take
         if len(rows) == 1:
-            return [f"line {rows[0].line}: {exc}"]
+            return [f"line {rows[0].line}: {_about_the_row(exc)}"]
     targets = target if isinstance(target, list) else [target] * len(rows)
     done: list[list[Any] | str] = []
     for row, one in zip(rows, targets, strict=True):
@@ -713,9 +713,15 @@ def _with_text_checked(record: Any) -> Any:
     try:
         check_texts([record.text])
     except TextlensError as exc:
-        problem = str(exc).replace("Text 0 ", "the text ", 1).replace(" of pair 0 ", " ", 1)
-        return dataclasses.replace(record, text=None, error=f"line {record.line}: {problem}")
+        return dataclasses.replace(
+            record, text=None, error=f"line {record.line}: {_about_the_row(exc)}"
+        )
     return record
+
+
+def _about_the_row(exc: Exception) -> str:
+    """The message of an error about one text, said of a row ("the text", not "Text 0")."""
+    return str(exc).replace("Text 0 ", "the text ", 1).replace(" of pair 0 ", " ", 1)
 
 
 def _check_field_exists(records: Sequence[Any], name: str, flag: str) -> None:

@@ -145,8 +145,10 @@ def layer_sweep(
             f"No layers to sweep; give some of 1..{model.num_layers} or None for all."
         )
     for layer in chosen:
-        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= (
-            model.num_layers
+        if (
+            isinstance(layer, bool)
+            or not isinstance(layer, int)
+            or not 1 <= layer <= (model.num_layers)
         ):
             raise InvalidParameterError(
                 f"layer_sweep() sweeps numbered layers 1..{model.num_layers}; got {layer!r}. "

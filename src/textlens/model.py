@@ -374,8 +374,8 @@ class ModelAdapter:
             )
         except Exception as exc:  # transformers raises many kinds here
             raise ModelLoadError(
-                f"Could not load the tokenizer from {folder}: {exc}. The folder needs the "
-                "tokenizer files written by tokenizer.save_pretrained(folder)."
+                f"Could not load the tokenizer from {folder}: {_one_line(exc)}. The folder "
+                "needs the tokenizer files written by tokenizer.save_pretrained(folder)."
             ) from exc
         try:
             model, info = AutoModelForSequenceClassification.from_pretrained(
@@ -386,9 +386,7 @@ class ModelAdapter:
                 trust_remote_code=trust_remote_code,
             )
         except Exception as exc:
-            raise ModelLoadError(
-                f"Could not load a sequence-classification model from {folder}: {exc}"
-            ) from exc
+            raise ModelLoadError(_model_load_failure(folder, exc)) from exc
         _check_nothing_untrained(folder, model, info.get("missing_keys", ()))
         return cls(
             model,
@@ -509,6 +507,12 @@ class ModelAdapter:
 
     def _encode_one(self, index: int, text: str) -> dict[str, Any]:
         full = self._tokenize(text, truncate=False)
+        if all(full["special"]):
+            raise InvalidInputError(
+                f"Text {index} gives the model no tokens: its tokenizer drops every character "
+                f"of {text[:40]!r} (invisible or control characters), so there is nothing "
+                "to explain. Remove it or give some words."
+            )
         dropped = len(full["input_ids"]) - self.max_length
         if dropped <= 0:
             full["truncated"] = 0
@@ -573,7 +577,15 @@ class ModelAdapter:
             )
         if precision == "float32":
             return contextlib.nullcontext()
-        return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
+        device = torch.device(self.device).type
+        if device == "cpu" and not _native_cpu_bfloat16():
+            warnings.warn(
+                "precision='bfloat16' on a CPU without native bfloat16 (AVX512-BF16 or AMX): "
+                "it is emulated here, and slower than float32. Use float32 on this CPU.",
+                SlowPrecisionWarning,
+                stacklevel=3,
+            )
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
     def word_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The word (token) embeddings of ``input_ids``; position/segment embeddings are added
@@ -1069,6 +1081,47 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+class SlowPrecisionWarning(UserWarning):
+    """bfloat16 was asked for where it is emulated, and slower than float32."""
+
+
+def _native_cpu_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (True when torch cannot tell)."""
+    checks = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported",
+                                                   "_is_amx_tile_supported")]  # fmt: skip
+    if not all(callable(check) for check in checks):
+        return True
+    return any(check() for check in checks)  # type: ignore[misc]
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (transformers' span paragraphs)."""
+    return " ".join(str(exc).split())
+
+
+def _model_load_failure(folder: Path, exc: BaseException) -> str:
+    """What went wrong loading the model of ``folder``, and what to do, on one line."""
+    import re
+
+    message = _one_line(exc)
+    unknown = re.search(r"has model type `([^`]*)` but Transformers does not recognize", message)
+    if unknown:
+        import transformers
+
+        return (
+            f"{folder}/config.json names the model type {unknown.group(1)!r}, which "
+            f"transformers {transformers.__version__} does not know: check the config, or "
+            "install a transformers version that has this architecture."
+        )
+    if "ignore_mismatched_sizes" in message:
+        return (
+            f"The weights in {folder} do not fit the model its config.json describes (a "
+            "layer has another size, often because num_labels or id2label was edited after "
+            "saving): make config.json match the weights, or save the model again."
+        )
+    return f"Could not load a sequence-classification model from {folder}: {message}"
+
+
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -1077,11 +1130,17 @@ def _resolve_device(device: str) -> torch.device:
             f"Device {device!r} was asked for but CUDA is not available; use 'cpu'."
         )
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as exc:
         raise ModelLoadError(
             f"Unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'."
         ) from exc
+    if resolved.type not in ("cpu", "cuda"):  # mps, xpu, meta...: not supported here
+        raise ModelLoadError(
+            f"Device {device!r} is not supported by textlens: use 'cpu', 'cuda', 'cuda:N' "
+            "or 'auto'."
+        )
+    return resolved
 
 
 def _default_max_length(config: Any, tokenizer: Any, model: Any = None) -> int:

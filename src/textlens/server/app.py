@@ -189,6 +189,11 @@ def create_app(
     )
     if api_key is not None and (not isinstance(api_key, str) or len(api_key) < 8):
         raise InvalidParameterError("The API key must be a string of at least 8 characters.")
+    if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
+        raise InvalidParameterError(
+            "The API key must be printable ASCII: HTTP headers carry Latin-1, and clients "
+            "send other characters in ways that would never match."
+        )
     offered = check_methods_config(methods)
     unusable = {
         name: reason
@@ -334,6 +339,10 @@ def _add_api_routes(app: FastAPI, service: Service, secured: list[Any]) -> None:
     async def healthz() -> Response:
         return JSONResponse({"status": "ok"})
 
+    @app.head("/healthz", include_in_schema=False)  # uptime checks often send HEAD
+    async def healthz_head() -> Response:
+        return Response(status_code=200)
+
     @app.get(
         "/metrics",
         responses={
@@ -357,7 +366,7 @@ def _add_page_routes(app: FastAPI) -> None:
     page = (static / "index.html").read_bytes()
     assets = {name: (static / name).read_bytes() for name in _STATIC}
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> Response:
         return Response(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
@@ -453,14 +462,24 @@ def _add_error_handlers(app: FastAPI, service: Service) -> None:
         ]
         first = details[0] if details else {"loc": [], "msg": "invalid"}
         where = ".".join(first["loc"]) or "body"
-        return _error(422, "invalid_request", f"{where}: {first['msg']}", details)
+        message = f"{where}: {first['msg']}"
+        content_type = request.headers.get("content-type", "")
+        if first["loc"] == ["body"] and "json" not in content_type.lower():
+            message += (
+                f" (the request's Content-Type is {content_type or 'missing'}: send the JSON "
+                "object with Content-Type: application/json)"
+            )
+        return _error(422, "invalid_request", message, details)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = str(exc.detail)
         if exc.status_code == 400:
-            message = "The body could not be read as JSON (is it valid UTF-8?)."
+            message = (
+                "The body could not be read as JSON: send one JSON object, UTF-8 encoded, "
+                "with numbers of ordinary size and at most a few levels of nesting."
+            )
         elif exc.status_code == 404:
             message = f"No such path {request.url.path!r}; see /openapi.json."
         return _error(exc.status_code, code, message, headers=exc.headers)
