@@ -210,3 +210,27 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.section("planted word ranked first (word level, planted test texts)")
         for name, rate in sorted(PLANTED_RATES.items(), key=lambda item: -item[1]):
             terminalreporter.write_line(f"{name:>24}  {rate:6.1%}")
+
+
+class PassCounter:
+    """Counts the passes that reach a torch model (a forward pre-hook); each pass can be
+    made to last ``seconds`` longer (slow work, deterministically)."""
+
+    def __init__(self, model: torch.nn.Module, seconds: float = 0.0) -> None:
+        import threading
+
+        self.passes = 0
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._handle = model.register_forward_pre_hook(self._count)
+
+    def _count(self, _module: object, _args: object) -> None:
+        with self._lock:
+            self.passes += 1
+        if self.seconds:
+            import time
+
+            time.sleep(self.seconds)
+
+    def remove(self) -> None:
+        self._handle.remove()

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
+from conftest import PassCounter
 
 from textlens.errors import Cancelled, TextlensError
 from textlens.explainers import REGISTRY, make_explainer
@@ -28,22 +28,6 @@ SLOW_WORK: dict[str, dict[str, Any]] = {
     "information": {"max_steps": 256, "window": 256, "use_cache": False},
     "integrated_gradients": {"n_steps": 64, "max_batch_tokens": 64},
 }
-
-
-class PassCounter:
-    """Counts the passes that reach the torch model (a forward pre-hook)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.passes = 0
-        self._lock = threading.Lock()
-        self._handle = model.register_forward_pre_hook(self._count)
-
-    def _count(self, _module: Any, _args: Any) -> None:
-        with self._lock:
-            self.passes += 1
-
-    def remove(self) -> None:
-        self._handle.remove()
 
 
 @pytest.fixture

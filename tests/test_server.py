@@ -28,6 +28,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
+from conftest import PassCounter
 from fastapi.testclient import TestClient
 
 from textlens.errors import InvalidParameterError, UnknownMethodError
@@ -804,26 +805,10 @@ SLOW_PARAMS: dict[str, dict[str, Any]] = {
 PASS_SECONDS = 0.02
 
 
-class SlowPasses:
-    """Every pass through the torch model sleeps ``PASS_SECONDS`` and is counted."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.passes = 0
-        self._lock = threading.Lock()
-        self._handle = model.register_forward_pre_hook(self._pass)
-
-    def _pass(self, _module: Any, _args: Any) -> None:
-        with self._lock:
-            self.passes += 1
-        time.sleep(PASS_SECONDS)
-
-    def remove(self) -> None:
-        self._handle.remove()
-
-
 @contextlib.contextmanager
-def slow_passes(model: ModelAdapter) -> Iterator[SlowPasses]:
-    slow = SlowPasses(model.model)
+def slow_passes(model: ModelAdapter) -> Iterator[PassCounter]:
+    """Every pass through the model sleeps ``PASS_SECONDS`` and is counted."""
+    slow = PassCounter(model.model, PASS_SECONDS)
     try:
         yield slow
     finally:
@@ -914,7 +899,7 @@ def test_a_call_runs_on_while_one_of_its_requests_waits(served: ModelAdapter) ->
     )
     app = create_app(served, methods=SLOW_METHODS, max_wait_ms=200)
 
-    async def scenario(slow: SlowPasses) -> tuple[int | None, httpx.Response, int]:
+    async def scenario(slow: PassCounter) -> tuple[int | None, httpx.Response, int]:
         leaving = _post_and_leave(
             app, _lime_body(LONG_TEXT), 0.8, lambda: passes_when_leaving.append(slow.passes)
         )
