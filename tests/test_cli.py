@@ -598,6 +598,11 @@ def test_flags_that_would_do_nothing_are_refused(capsys, model_dir: Path, tmp_pa
          "--level is for texts"),
         (["explain", str(model_dir), "--input", str(source), "--output", out, "--pair", "b"],
          "--pair-field FIELD"),
+        (["explain", str(model_dir), "a text", "--steps", "8", "--target-delta", "0.01"],
+         "give one of the two"),
+        (["explain", str(model_dir), "a text", "--max-steps", "64"], "for a fixed number"),
+        (["explain", str(model_dir), "a text", "-m", "shap", "--span-size", "3"],
+         "--span-size goes with --features span"),
     ]  # fmt: skip
     for argv, message in cases:
         code, _, err = run(capsys, *argv)

@@ -326,7 +326,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _check_flags_fit(args: argparse.Namespace) -> None:
-    """Refuse flags that would do nothing with texts given as arguments or with --input."""
+    """Refuse flags that would do nothing with texts given as arguments or with --input,
+    or next to the method flags that override them."""
+    if args.steps is not None and args.target_delta is not None:
+        raise InvalidParameterError(
+            "--steps and --target-delta: with --target-delta integrated gradients chooses "
+            "the steps of each text (cap them with --max-steps); give one of the two."
+        )
+    if args.max_steps is not None and args.target_delta is None:
+        raise InvalidParameterError(
+            "--max-steps caps the adaptive steps of --target-delta; for a fixed number of "
+            "steps use --steps."
+        )
+    if args.span_size is not None and args.features != "span":
+        raise InvalidParameterError("--span-size goes with --features span.")
     if args.input:
         for flag, value in (("--format", args.format), ("--level", args.level)):
             if value is not None:
