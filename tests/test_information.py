@@ -291,6 +291,26 @@ def test_regularisation_is_cached(tiny_adapter, tmp_path, monkeypatch):
     assert logits.shape == (2,)
 
 
+def test_the_weights_fingerprint_is_computed_once_until_the_weights_change(monkeypatch):
+    """A server's every information request used to sum every weight (~0.2 s on MiniLM)."""
+    from conftest import FILLER, tiny_bert, wordpiece_tokenizer
+
+    from textlens.explainers import information
+    from textlens.model import ModelAdapter
+
+    tokenizer = wordpiece_tokenizer(FILLER)
+    model = ModelAdapter(tiny_bert(len(tokenizer), seed=2), tokenizer)
+    calls = []
+    fingerprint = information._fingerprint
+    monkeypatch.setattr(information, "_fingerprint", lambda *a: calls.append(1) or fingerprint(*a))
+    first = information._cache_key(model, TEXTS)
+    assert information._cache_key(model, TEXTS) == first and len(calls) == 1
+    assert information._cache_key(model, TEXTS[:2]) != first and len(calls) == 2  # other sample
+    with torch.no_grad():  # fine-tuned in place: a new fingerprint
+        next(model.model.parameters()).mul_(1.5)
+    assert information._cache_key(model, TEXTS) != first and len(calls) == 3
+
+
 def test_regularisation_from_user_sample(tiny_adapter, tmp_path):
     state = ModelState(tiny_adapter, 1, "cls")
     default = state_spread(tiny_adapter, state, cache_dir=tmp_path)

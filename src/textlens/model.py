@@ -293,6 +293,9 @@ class ModelAdapter:
         # later token's position. textlens numbers them by the attention mask instead:
         # the same positions for every unperturbed input, and a pad keeps its token's.
         self._position_padding_idx = _positions_from_ids(self.model)
+        #: Results derived from the weights that explainers may keep for the next call
+        #: (e.g. the information method's weights fingerprint); see :meth:`memoized`.
+        self._memo: dict[Any, Any] = {}
         # Decoder classifiers (GPT-2, Llama, Qwen, Mistral...: a `score` head on every
         # position) classify the last token. transformers finds it from the pad ids, which
         # `inputs_embeds` lack (it then takes the last position, a pad in a padded batch)
@@ -327,6 +330,20 @@ class ModelAdapter:
             text_config = self.model.config.get_text_config()
             if getattr(text_config, "pad_token_id", None) is None:
                 text_config.pad_token_id = self.pad_token_id  # only lets batches through
+
+    def memoized(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, remembered under ``key`` while the weights stay the same.
+
+        The weights count as the same while no parameter was replaced or changed in
+        place (torch's version counter), so fine-tuning the model in between is safe.
+        """
+        weights = tuple((p.data_ptr(), p._version) for p in self.model.parameters())
+        full = (key, weights)
+        if full not in self._memo:
+            if len(self._memo) >= 32:
+                self._memo.clear()
+            self._memo[full] = compute()
+        return self._memo[full]
 
     # ------------------------------------------------------------------ construction
     @classmethod
