@@ -608,6 +608,9 @@ def test_flags_that_would_do_nothing_are_refused(capsys, model_dir: Path, tmp_pa
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not Path(out).exists()
+    source.write_text("\n  \n", encoding="utf-8")  # nothing to explain: said, as evaluate does
+    code, _, err = run(capsys, "explain", str(model_dir), "--input", str(source), "--output", out)
+    assert code == 2 and "has no texts: it is empty or only blank lines" in err
 
 
 @pytest.mark.skipif(not Path("/proc/version").exists(), reason="needs Linux's /proc and /dev/full")

@@ -389,6 +389,12 @@ def _explain_file(
     from .io import read_records
 
     records = list(read_records(args.input, args.input_format or "auto"))
+    if not records:
+        where = "Standard input" if args.input == "-" else args.input
+        raise InvalidParameterError(
+            f"{where} has no texts: it is empty or only blank lines. Give one text per line, "
+            "JSONL rows or a CSV with a 'text' column."
+        )
     if args.pair_field:
         records = [_with_pair(r, args.pair_field) for r in records]
     if args.target_field:
