@@ -22,7 +22,7 @@ from transformers import TextClassificationPipeline
 import textlens as tl
 from textlens.cli import main
 from textlens.errors import InvalidParameterError
-from textlens.evaluation import faithfulness
+from textlens.evaluation import evaluate_explanations, faithfulness
 from textlens.explainers import IntegratedGradients, Occlusion, Shap
 from textlens.model import ModelAdapter, output_function_of
 
@@ -145,6 +145,17 @@ def test_a_regression_explains_its_raw_value(adapters) -> None:
     result = faithfulness(adapter, [as_probability], output="probability")
     assert result.log_odds is None  # raw values have no log-odds
     assert result.comprehensiveness.range == (-math.inf, math.inf)
+
+
+def test_a_regression_leaderboard_names_the_output_it_measured(adapters) -> None:
+    """Its curves are of the raw value, so the report must not say "probability"."""
+    adapter = adapters["regression"]
+    explanations = {"occlusion": Occlusion(adapter).explain(TEXTS)}
+    board = evaluate_explanations(adapter, explanations, curve_steps=4)
+    assert board.settings["output"] == "logit"
+    assert "explained output: target logit" in board.to_text()
+    described = [m.description for m in board.columns if m.family == "faithfulness"]
+    assert described and all("probability" not in d for d in described)
 
 
 def test_the_function_can_be_overridden_and_is_checked(adapters) -> None:

@@ -832,6 +832,8 @@ def evaluate_explanations(
         reference.append(RANDOM)
     candidates = [m for m in groups if m not in reference]
     say = progress or (lambda line: None)
+    if not model.has_probabilities:  # no output function: the scores are the raw logits
+        output = "logit"
     engine = Engine(model, masking=masking, output=output, max_batch_tokens=max_batch_tokens)
     faith: dict[str, FaithfulnessResult] = {}
     rows: dict[str, dict[str, MetricResult]] = {}
@@ -876,7 +878,7 @@ def evaluate_explanations(
         METRICS[name]
         if name
         not in ("comprehensiveness_aopc", "sufficiency_aopc", "deletion_area", "insertion_area")
-        else get_metric(name, output=output if model.has_probabilities else "logit")
+        else get_metric(name, output=output)
         for name in _COLUMN_ORDER
         if any(name in row and math.isfinite(row[name].value) for row in rows.values())
     ]
