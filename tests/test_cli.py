@@ -458,6 +458,51 @@ def test_an_interrupted_batch_resumes_where_it_stopped(
     assert code == 2 and "resuming after the 6 rows" in err and out.read_text() == whole.read_text()
 
 
+def test_sigterm_stops_a_batch_like_ctrl_c_and_it_resumes(
+    capsys, model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A scheduler's stop (SIGTERM) keeps the rows written so far and says how to go on."""
+    import os
+    import signal
+
+    import textlens.cli as cli
+
+    texts = ["a wonderful day", "awful road", "the movie was fine", "great cast", "bad"]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    whole = tmp_path / "whole.jsonl"
+    assert run(capsys, *_explain_file_argv(model_dir, source, whole))[0] == 0
+
+    calls: list[int] = []
+    real = cli._explain_rows
+
+    def terminated_on_the_second_chunk(model, rows, *args):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(model, rows, *args)
+
+    def not_caught(signum, frame):  # without textlens' handler: no kill of the test run
+        calls.append(-1)
+
+    before = signal.signal(signal.SIGTERM, not_caught)
+    monkeypatch.setattr(cli, "_explain_rows", terminated_on_the_second_chunk)
+    out = tmp_path / "out.jsonl"
+    try:
+        code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out))
+        assert signal.getsignal(signal.SIGTERM) is not_caught  # the handler is put back
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert code == 143 and "textlens: terminated" in err, err
+    assert "run the same command with --resume" in err
+    assert [json.loads(line)["line"] for line in out.read_text().splitlines()] == [1, 2]
+
+    monkeypatch.setattr(cli, "_explain_rows", real)
+    code, _, err = run(capsys, *_explain_file_argv(model_dir, source, out, "--resume"))
+    assert code == 0 and "resuming after the 2 rows" in err
+    assert out.read_text() == whole.read_text()
+
+
 def test_resume_refuses_an_output_that_is_not_this_commands(
     capsys, model_dir: Path, tmp_path: Path
 ) -> None:

@@ -10,7 +10,9 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -1180,8 +1182,14 @@ def main(argv: Iterable[str] | None = None) -> int:
     if getattr(args, "command", None) == "demo":
         args.texts_given = args.texts is not None
         args.texts = args.texts if args.texts is not None else 12
+    # The server stops on SIGTERM its own (graceful) way; every other command turns it
+    # into an interrupt, so that a batch scheduler's stop keeps the rows written so far.
+    stop_on_term = getattr(args, "command", None) != "serve"
     try:
-        with warnings.catch_warnings():
+        with (
+            warnings.catch_warnings(),
+            _terminate_as_interrupt() if stop_on_term else contextlib.nullcontext(),
+        ):
             warnings.simplefilter("always", TruncationWarning)
             warnings.showwarning = _show_warning
             return int(args.func(args))
@@ -1195,9 +1203,44 @@ def main(argv: Iterable[str] | None = None) -> int:
         where = f" {exc.filename}:" if exc.filename else ""
         print(f"textlens: error:{where} {exc.strerror or exc}.", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Terminated:
+        print("textlens: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("textlens: interrupted", file=sys.stderr)
         return 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command was, so that its clean-up runs as on Ctrl-C.
+
+    Python's default for SIGTERM ends the process at once: ``finally`` blocks do not run,
+    so a batch job stopped by a scheduler (SLURM, Kubernetes, ``timeout``) would lose its
+    hint to resume and a demo build would leave its temporary folder behind.
+    """
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Raise :class:`Terminated` on SIGTERM within the block (main thread only).
+
+    The first SIGTERM raises; the handler then goes back to the default, so a second
+    one ends the process at once, clean-up or not. The previous handler is restored on
+    the way out.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
