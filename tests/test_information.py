@@ -310,6 +310,10 @@ def test_the_weights_fingerprint_is_computed_once_until_the_weights_change(monke
         next(model.model.parameters()).mul_(1.5)
     assert information._cache_key(model, TEXTS) != first and len(calls) == 3
 
+    fresh = ModelAdapter(tiny_bert(len(tokenizer), seed=3), tokenizer)
+    state_spread(fresh, ModelState(fresh, 1, "cls"), sample_texts=TEXTS, use_cache=False)
+    assert len(calls) == 3  # no cache, no fingerprint
+
 
 def test_regularisation_from_user_sample(tiny_adapter, tmp_path):
     state = ModelState(tiny_adapter, 1, "cls")

@@ -770,14 +770,16 @@ def state_spread(
             f"The sample used to compute r needs at least 2 texts; got {len(texts)}. Pass more "
             "sample_texts or None for the bundled sample."
         )
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    path = folder / f"{_cache_key(model, texts)}.npz"
-    if use_cache and path.is_file():
-        with np.load(path) as cached:
-            if state.key in cached.files:
-                return np.asarray(cached[state.key], dtype=np.float64)
+    path = None
+    if use_cache:  # the key sums every weight once per model: not worth it uncached
+        folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        path = folder / f"{_cache_key(model, texts)}.npz"
+        if path.is_file():
+            with np.load(path) as cached:
+                if state.key in cached.files:
+                    return np.asarray(cached[state.key], dtype=np.float64)
     spreads = _compute_spreads(model, texts, max_batch_tokens)
-    if use_cache:
+    if path is not None:
         _write_atomically(path, spreads)
     if state.key not in spreads:
         raise _pooled_positions_error(model, state.layer)
