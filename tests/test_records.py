@@ -98,8 +98,11 @@ def test_missing_and_unknown_fields() -> None:
         ({"": "x"}, "names must be non-empty"),
         ({"a\nb": "x"}, "line break"),
         ({"a\u241e": "x"}, "U\\+241E"),
-        ({"a": object()}, "values must be"),
-        ({"a": math.nan}, "values must be"),
+        ({"a": object()}, "holds a value of type object; values must be"),
+        ({"a": math.nan}, "holds the non-finite number nan; values must be"),
+        ({"a": [1, {"b": -math.inf}]}, "holds the non-finite number -inf"),
+        ({"a": {1: "x"}}, r"an object with a key of type int \(1\)"),
+        ({"a": [[[[[[[[[["x"]]]]]]]]]]}, "nested more than 8 levels deep"),
     ],
 )
 def test_bad_records_are_refused_with_their_index(record: object, message: str) -> None:

@@ -320,10 +320,32 @@ def check_record(record: Any, index: int | None = None) -> dict[str, Any]:
             )
         if not _is_json_value(value):
             raise InvalidInputError(
-                f"{where}: field {key!r} holds a {type(value).__name__}; values must be strings, "
-                "numbers, booleans, null, or lists/objects of those."
+                f"{where}: field {key!r} {_what_is_wrong(value)}; values must be strings, "
+                "finite numbers, booleans, null, or lists/objects of those."
             )
     return dict(record)
+
+
+def _what_is_wrong(value: Any, depth: int = 0) -> str:
+    """Why ``value`` (not a JSON value) is refused: its type, a non-finite number, nesting."""
+    if depth > 8:
+        return "is nested more than 8 levels deep"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"holds the non-finite number {value!r}"
+    items: Any = ()
+    if isinstance(value, (list, tuple)):
+        items = value
+    elif isinstance(value, Mapping):
+        bad_key = next((k for k in value if not isinstance(k, str)), None)
+        if bad_key is not None:
+            return f"holds an object with a key of type {type(bad_key).__name__} ({bad_key!r})"
+        items = value.values()
+    else:
+        return f"holds a value of type {type(value).__name__}"
+    for item in items:
+        if not _is_json_value(item, depth + 1):
+            return _what_is_wrong(item, depth + 1)
+    return f"holds a value of type {type(value).__name__}"  # not reached: an item is why
 
 
 def _is_json_value(value: Any, depth: int = 0) -> bool:
