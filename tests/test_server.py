@@ -472,6 +472,15 @@ def test_error_messages_say_how_to_fix(client: TestClient) -> None:
     assert "'positive'" in label
     many = client.post("/v1/explain", json={"texts": ["a"] * 9}).json()["error"]["message"]
     assert "at most 8" in many
+    for texts, message in [  # not "should be a valid string" for an item that may be a pair
+        ([["a", "b", "c"]], "body.texts.0: each item must be a text (a string) or a pair"),
+        (["ok", ["a"]], "body.texts.1: each item must be a text"),
+        ([5], "got a number."),
+        ([["a", "b", "c"]], "got a list of 3 items."),
+        ([["a", None]], "body.texts.0.1: each text of a pair must be a string; got null."),
+    ]:
+        got = client.post("/v1/explain", json={"texts": texts}).json()["error"]["message"]
+        assert message in got, got
 
 
 def test_http_level_errors(client: TestClient, openapi: OpenAPIChecker) -> None:

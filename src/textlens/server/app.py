@@ -462,7 +462,7 @@ def _add_error_handlers(app: FastAPI, service: Service) -> None:
         ]
         first = details[0] if details else {"loc": [], "msg": "invalid"}
         where = ".".join(first["loc"]) or "body"
-        message = f"{where}: {first['msg']}"
+        message = _text_item_message(errors) or f"{where}: {first['msg']}"
         content_type = request.headers.get("content-type", "")
         if first["loc"] == ["body"] and "json" not in content_type.lower():
             message += (
@@ -489,6 +489,48 @@ def _add_error_handlers(app: FastAPI, service: Service) -> None:
         return _error(
             500, "internal_error", "The server failed on this request; the error is in its log."
         )
+
+
+def _json_kind(value: Any) -> str:
+    """``value``'s kind as JSON names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    return f"a {type(value).__name__}"
+
+
+def _text_item_message(errors: Sequence[Mapping[str, Any]]) -> str | None:
+    """One message for a ``texts`` item that is neither a text nor a pair.
+
+    pydantic reports a union member by member ("should be a valid string", then what is
+    wrong with it as a list), which reads as if only strings were allowed.
+    """
+    if not errors:
+        return None
+    loc = tuple(errors[0].get("loc", ()))
+    if len(loc) != 4 or loc[:2] != ("body", "texts") or loc[3] != "str":
+        return None
+    where = f"body.texts.{loc[2]}"
+    value = errors[0].get("input")
+    if isinstance(value, list) and len(value) == 2:  # a pair with a non-text in it
+        for e in errors[1:]:
+            inner = tuple(e.get("loc", ()))
+            if inner[:3] == loc[:3] and len(inner) == 5:
+                return (
+                    f"{where}.{inner[4]}: each text of a pair must be a string; got "
+                    f"{_json_kind(e.get('input'))}."
+                )
+    return (
+        f"{where}: each item must be a text (a string) or a pair of two texts "
+        f'["first text", "second text"]; got {_json_kind(value)}.'
+    )
 
 
 # ---------------------------------------------------------------------------- guard
