@@ -481,6 +481,13 @@ def test_error_messages_say_how_to_fix(client: TestClient) -> None:
     ]:
         got = client.post("/v1/explain", json={"texts": texts}).json()["error"]["message"]
         assert message in got, got
+    words = "the movie was fine " * 50  # 950 characters
+    at_limit = [[words + "x" * 50, words + "y" * 50]]  # 2,000 characters, the limit
+    assert client.post("/v1/predict", json={"texts": at_limit}).status_code == 200
+    over = client.post("/v1/predict", json={"texts": [[at_limit[0][0] + "!", at_limit[0][1]]]})
+    assert over.json()["error"]["message"].startswith(
+        "Pair 0 has 2001 characters (its two texts together); this server takes at most 2000"
+    )
 
 
 def test_http_level_errors(client: TestClient, openapi: OpenAPIChecker) -> None:

@@ -284,8 +284,12 @@ class Service:
         assert texts is not None
         joined = []
         for i, item in enumerate(texts):
-            text = self._join_pair(i, item) if not isinstance(item, str) else item
-            self._check_text(i, text, "Record" if records is not None else "Text")
+            if isinstance(item, str):
+                text = item
+                self._check_text(i, text, "Record" if records is not None else "Text")
+            else:  # the limit is on what the client sent: both texts, not the joiner
+                text = self._join_pair(i, item)
+                self._check_text(i, text, "Pair", chars=sum(len(part) for part in item))
             joined.append(text)
         return Inputs(joined, records, rendered)
 
@@ -303,18 +307,20 @@ class Service:
         except InvalidInputError as exc:
             raise ApiError(422, "invalid_text", str(exc)) from None
 
-    def _check_text(self, i: int, text: str, what: str) -> None:
+    def _check_text(self, i: int, text: str, what: str, chars: int | None = None) -> None:
         if not text.strip():
             raise ApiError(
                 422,
                 "empty_text",
                 f"{what} {i} is empty or only whitespace; there is nothing to explain.",
             )
-        if len(text) > self.limits.max_chars:
+        chars = len(text) if chars is None else chars
+        if chars > self.limits.max_chars:
+            both = " (its two texts together)" if what == "Pair" else ""
             raise ApiError(
                 422,
                 "text_too_long",
-                f"{what} {i} has {len(text)} characters; this server takes at most "
+                f"{what} {i} has {chars} characters{both}; this server takes at most "
                 f"{self.limits.max_chars}. Shorten or split it.",
             )
         try:
