@@ -191,3 +191,21 @@ def test_cost_counts_model_evaluations(planted_adapter, planted_test) -> None:
     words = sum(len(e.words) for e in occlusion.explanations)
     # the predictions (which are the full coalitions' values), then each word left out
     assert occlusion.evaluations == len(texts) + words
+
+
+def test_a_model_path_is_refused_with_the_fix(tiny_adapter: ModelAdapter) -> None:
+    """Passing the path instead of the loaded model used to end in an AttributeError."""
+    from textlens.evaluation import evaluate_explanations, faithfulness, leaderboard
+    from textlens.layers import layer_sweep
+
+    explanations = make_explainer("saliency", tiny_adapter).explain(["the movie"])
+    for call in [
+        lambda m: faithfulness(m, explanations),
+        lambda m: evaluate_explanations(m, {"saliency": explanations}),
+        lambda m: leaderboard(m, ["the movie"], methods=["saliency"]),
+        lambda m: sanity_check(m, "saliency", ["the movie"]),
+        lambda m: stability(m, "lime", ["the movie"]),
+        lambda m: layer_sweep(m, ["the movie"]),
+    ]:
+        with pytest.raises(InvalidParameterError, match=r"model = textlens.load\('my-model'\)"):
+            call("my-model")

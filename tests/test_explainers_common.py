@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -309,6 +311,17 @@ def test_bad_parameter_values_name_the_parameter(method: str, model: ModelAdapte
     assert tried, f"{method} declares no parameter that can be wrong"
 
 
+def test_a_path_or_bare_model_is_refused_with_the_fix(method: str, model: ModelAdapter) -> None:
+    for wrong, fragment in [
+        ("demo", "model = textlens.load('demo')"),
+        (Path("some/folder"), "model = textlens.load('some/folder')"),
+        (model.model, "textlens.ModelAdapter(model, tokenizer)"),
+        (None, "got a NoneType"),
+    ]:
+        with pytest.raises(InvalidParameterError, match=re.escape(fragment)):
+            make_explainer(method, wrong)
+
+
 def test_unknown_parameter_name(method: str, model: ModelAdapter) -> None:
     with pytest.raises(InvalidParameterError) as info:
         make_explainer(method, model, n_stepz=3)
@@ -325,8 +338,8 @@ def test_unknown_parameter_name(method: str, model: ModelAdapter) -> None:
         ([], "No texts"),
         ([""], "empty"),
         (["the movie", "   \n\t"], "Text 1 is empty"),
-        (["the movie", None], "Text 1 is a NoneType"),
-        ([b"the movie"], "Text 0 is a bytes"),
+        (["the movie", None], "Text 1 is of type NoneType, not a string"),
+        ([b"the movie"], "Text 0 is of type bytes"),
     ],
 )
 def test_bad_input(method: str, model: ModelAdapter, texts: Any, fragment: str) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import InvalidParameterError, MissingDependencyError
 from .explainers.information import InformationLoss, InformationResult, check_layer
-from .model import Encoding, ModelAdapter, check_texts
+from .model import Encoding, ModelAdapter, check_model, check_texts
 
 __all__ = ["LayerSweep", "heatmap_png", "heatmap_table", "layer_sweep"]
 
@@ -136,6 +136,7 @@ def layer_sweep(
     list of LayerSweep
         One per text, in order.
     """
+    check_model(model, "layer_sweep()")
     texts = check_texts(texts)
     if "layer" in params:
         raise InvalidParameterError("layer_sweep() takes 'layers' (a list), not 'layer'.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import os
 import sys
 import threading
 import warnings
@@ -41,6 +42,7 @@ __all__ = [
     "ModelAdapter",
     "cancellable",
     "check_cancelled",
+    "check_model",
     "load_model",
     "output_function_of",
     "pack_batches",
@@ -941,7 +943,7 @@ def check_texts(texts: Sequence[str | tuple[str, str]] | str) -> list[str]:
                 )
             text = pair_text(*text, index=i)
         if not isinstance(text, str):
-            raise InvalidInputError(f"Text {i} is a {type(text).__name__}, not a string.")
+            raise InvalidInputError(f"Text {i} is of type {type(text).__name__}, not a string.")
         if not text.strip():
             raise InvalidInputError(
                 f"Text {i} is empty or only whitespace; there is nothing to explain. "
@@ -1210,3 +1212,28 @@ def _labels(config: Any) -> list[str]:
     n = int(config.num_labels)
     id2label = getattr(config, "id2label", None) or {}
     return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+
+
+def check_model(model: Any, what: str) -> None:
+    """Refuse, with the fix, what is not a loaded textlens model (a path, a bare HF model).
+
+    ``what`` names the caller in the message (a class or function name). Anything with
+    the adapter's ``resolve_targets`` passes, so test doubles and subclasses do.
+    """
+    if isinstance(model, ModelAdapter) or hasattr(model, "resolve_targets"):
+        return
+    if isinstance(model, (str, os.PathLike)):
+        raise InvalidParameterError(
+            f"{what} needs a loaded model, not the path {str(model)!r}: load it once "
+            f"with model = textlens.load({str(model)!r}) and pass model."
+        )
+    if hasattr(model, "config") and hasattr(model, "forward"):  # a transformers model
+        raise InvalidParameterError(
+            f"{what} needs a textlens model, not a bare {type(model).__name__}: wrap it "
+            "with its tokenizer, textlens.ModelAdapter(model, tokenizer)."
+        )
+    raise InvalidParameterError(
+        f"{what} needs a textlens model; got a {type(model).__name__}. Load one with "
+        "textlens.load(path) or wrap a model and tokenizer with "
+        "textlens.ModelAdapter(model, tokenizer)."
+    )

@@ -302,7 +302,7 @@ def check_record(record: Any, index: int | None = None) -> dict[str, Any]:
     where = "The record" if index is None else f"Record {index}"
     if not isinstance(record, Mapping):
         raise InvalidInputError(
-            f"{where} is a {type(record).__name__}; expected a JSON object of fields."
+            f"{where} is of type {type(record).__name__}; expected a JSON object of fields."
         )
     if not record:
         raise InvalidInputError(f"{where} has no fields; give at least one 'key: value'.")

@@ -21,7 +21,7 @@ import torch
 from ..errors import InvalidParameterError
 from ..explainers import Explainer, get_explainer_class, make_explainer
 from ..explanation import Explanation
-from ..model import ModelAdapter
+from ..model import ModelAdapter, check_model
 from .metrics import MetricResult, get_metric
 
 __all__ = [
@@ -204,6 +204,7 @@ def run_method(
     -------
     MethodRun
     """
+    check_model(model, "run_method()")
     texts = list(texts)
     if warmup and texts:
         build_explainer(method, model, params).explain(texts[:1], target=target)

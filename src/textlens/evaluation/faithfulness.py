@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import InvalidInputError, InvalidParameterError, TruncationWarning
 from ..explainers.perturbation.engine import MASKINGS, OUTPUTS, Engine, TextGame, make_game
 from ..explanation import Explanation
-from ..model import DEFAULT_MAX_BATCH_TOKENS, ModelAdapter
+from ..model import DEFAULT_MAX_BATCH_TOKENS, ModelAdapter, check_model
 from ._units import LEVELS, RANKINGS, check_option, order, unit_scores, units
 from .metrics import MetricResult, get_metric, metric_result
 
@@ -198,6 +198,7 @@ def faithfulness(
     -------
     FaithfulnessResult
     """
+    check_model(model, "faithfulness()")
     owner = "faithfulness"
     check_option("level", level, LEVELS, owner)
     check_option("masking", masking, MASKINGS, owner)

@@ -46,7 +46,7 @@ from ..errors import (
 from ..explainers import REGISTRY
 from ..explainers.perturbation.engine import MASKINGS, OUTPUTS, Engine
 from ..explanation import Explanation
-from ..model import DEFAULT_MAX_BATCH_TOKENS, ModelAdapter
+from ..model import DEFAULT_MAX_BATCH_TOKENS, ModelAdapter, check_model
 from ._units import LEVELS, RANKINGS, Annotation, check_aligned, check_option, units
 from .agreement import AgreementResult, agreement
 from .baselines import random_explanations
@@ -640,6 +640,7 @@ def leaderboard(
     -------
     Leaderboard
     """
+    check_model(model, "leaderboard()")
     _check_options(masking, level, output, ranking, budget_ms)
     examples = as_examples(data)
     texts = [e.text for e in examples]
@@ -803,6 +804,7 @@ def evaluate_explanations(
     -------
     Leaderboard
     """
+    check_model(model, "evaluate_explanations()")
     _check_options(masking, level, output, ranking, budget_ms)
     groups = {name: list(items) for name, items in explanations.items()}
     if not groups:

@@ -31,7 +31,7 @@ import torch
 
 from ..errors import ExplanationError, InvalidParameterError
 from ..explanation import Explanation
-from ..model import ModelAdapter
+from ..model import ModelAdapter, check_model
 from ._units import LEVELS, check_option, unit_scores, units
 from .agreement import spearman
 from .cost import ExplainerSpec, build_explainer, explain_for_targets, method_name
@@ -125,6 +125,7 @@ def cascading_randomization(
     seed : int
         Seed of the re-initialisation.
     """
+    check_model(model, "cascading_randomization()")
     blocks = _blocks(model)
     points = _stage_points(len(blocks), steps)
     copy_model = copy.deepcopy(model.model)
@@ -186,6 +187,7 @@ def sanity_check(
     -------
     SanityResult
     """
+    check_model(model, "sanity_check()")
     check_option("level", level, LEVELS, "sanity_check")
     if (
         not isinstance(threshold, (int, float))

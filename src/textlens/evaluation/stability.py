@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 from ..explanation import Explanation
-from ..model import ModelAdapter
+from ..model import ModelAdapter, check_model
 from ._units import LEVELS, check_option, unit_scores, units
 from .agreement import spearman
 from .cost import ExplainerSpec, build_explainer, explain_for_targets, explainer_class, method_name
@@ -103,6 +103,7 @@ def stability(
     -------
     StabilityResult
     """
+    check_model(model, "stability()")
     check_option("level", level, LEVELS, "stability")
     name = method_name(method)
     if not has_seed(method):

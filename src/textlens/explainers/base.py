@@ -23,6 +23,7 @@ from ..model import (
     Encoding,
     ModelAdapter,
     apply_output_function,
+    check_model,
     probabilities_of,
 )
 
@@ -86,6 +87,7 @@ class Explainer:
     needs: ClassVar[frozenset[str]] = frozenset({"embeddings", "attention", "hidden_states"})
 
     def __init__(self, model: ModelAdapter, *, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+        check_model(model, type(self).__name__)
         reason = type(self).unsupported_reason(model)
         if reason:
             raise InvalidParameterError(reason)
