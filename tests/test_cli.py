@@ -629,6 +629,24 @@ def test_usage_errors_are_one_line_too(capsys, argv: list[str]) -> None:
     assert err.startswith("textlens: error: ") and "--help)" in err
 
 
+def test_threads_may_follow_the_command(capsys, model_dir: Path, monkeypatch) -> None:
+    """`textlens explain ... --threads 1` was a usage error: it had to come first."""
+    import textlens.cli as cli
+
+    set_to: list[int | None] = []
+    monkeypatch.setattr(cli, "_set_threads", set_to.append)
+    text = ["explain", str(model_dir), "a wonderful day", "-m", "saliency"]
+    for argv, threads in [
+        ([*text, "--threads", "1"], 1),
+        (["--threads", "2", *text], 2),
+        (["--threads", "2", *text, "--threads", "1"], 1),  # the later one
+        (text, None),
+    ]:
+        assert run(capsys, *argv)[0] == 0
+        assert set_to.pop() == threads
+    assert main(["methods", "--threads", "1"]) == 0 and set_to.pop() == 1
+
+
 def test_flags_that_would_do_nothing_are_refused(capsys, model_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("a wonderful day\n", encoding="utf-8")

@@ -984,7 +984,8 @@ def thread_count(value: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="textlens", description="Explain BERT-family text classifiers.")
-    parser.add_argument("--threads", type=thread_count, default=None, help="torch CPU threads")
+    threads_help = "torch CPU threads (before or after the command)"
+    parser.add_argument("--threads", type=thread_count, default=None, help=threads_help)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
 
@@ -1163,6 +1164,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="--host, --port, --method, --api-key, --steps, --no-batching, ...",
     )
     p.set_defaults(func=cmd_serve)
+    for command in sub.choices.values():  # --threads after the command's name too;
+        command.add_argument(  # SUPPRESS: when not given there, the earlier value stays
+            "--threads", type=thread_count, default=argparse.SUPPRESS, help=threads_help
+        )
     return parser
 
 
