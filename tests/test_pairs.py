@@ -144,6 +144,8 @@ def test_the_real_bert_tokenizer_gives_the_second_text_token_type_1() -> None:
         (("the \u241e movie", "b"), "first text of pair 0 contains"),
         ("a \u241e b \u241e c", "more than once"),
         ("\u241e the movie", "with an empty side"),
+        (("the movie", "\u200b"), "second text of pair 0 gives the model no tokens"),
+        (("\x00\u200b", "the movie"), "first text of pair 0 gives the model no tokens"),
     ],
 )
 def test_bad_pairs_are_input_errors(planted_adapter, item, match) -> None:

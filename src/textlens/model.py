@@ -532,13 +532,21 @@ class ModelAdapter:
                 f"of {text[:40]!r} (invisible or control characters), so there is nothing "
                 "to explain. Remove it or give some words."
             )
+        pair = split_pair(text)
+        for name, part in zip(("first", "second"), pair or (), strict=False):
+            if not self.tokenizer(part, add_special_tokens=False)["input_ids"]:
+                raise InvalidInputError(
+                    f"The {name} text of pair {index} gives the model no tokens: its "
+                    f"tokenizer drops every character of {part[:40]!r} (invisible or control "
+                    "characters). Give both texts some words."
+                )
         dropped = len(full["input_ids"]) - self.max_length
         if dropped <= 0:
             full["truncated"] = 0
             return full
         what = (
             f"{dropped} tokens were dropped from the end of the longer text of the pair"
-            if split_pair(text)
+            if pair
             else f"the last {dropped} tokens were dropped"
         )
         warnings.warn(
