@@ -481,6 +481,16 @@ def test_error_messages_say_how_to_fix(client: TestClient) -> None:
     ]:
         got = client.post("/v1/explain", json={"texts": texts}).json()["error"]["message"]
         assert message in got, got
+    for target, message in [
+        (1.5, "body.target: the target is a label name, a label index, or a list"),
+        (1.5, "got a number (1.5)"),
+        (True, "got a boolean (True)"),
+        ({"label": 1}, "got an object."),
+        (["positive", 2.5], "body.target.1: each target of the list is a label name"),
+    ]:
+        body = {"texts": ["a", "b"], "target": target}
+        got = client.post("/v1/explain", json=body).json()["error"]["message"]
+        assert message in got, got
     words = "the movie was fine " * 50  # 950 characters
     at_limit = [[words + "x" * 50, words + "y" * 50]]  # 2,000 characters, the limit
     assert client.post("/v1/predict", json={"texts": at_limit}).status_code == 200

@@ -462,7 +462,9 @@ def _add_error_handlers(app: FastAPI, service: Service) -> None:
         ]
         first = details[0] if details else {"loc": [], "msg": "invalid"}
         where = ".".join(first["loc"]) or "body"
-        message = _text_item_message(errors) or f"{where}: {first['msg']}"
+        message = (
+            _text_item_message(errors) or _target_message(errors) or f"{where}: {first['msg']}"
+        )
         content_type = request.headers.get("content-type", "")
         if first["loc"] == ["body"] and "json" not in content_type.lower():
             message += (
@@ -530,6 +532,26 @@ def _text_item_message(errors: Sequence[Mapping[str, Any]]) -> str | None:
     return (
         f"{where}: each item must be a text (a string) or a pair of two texts "
         f'["first text", "second text"]; got {_json_kind(value)}.'
+    )
+
+
+def _target_message(errors: Sequence[Mapping[str, Any]]) -> str | None:
+    """One message for a ``target`` that is none of a label, an index or a list of them."""
+    if not errors or tuple(errors[0].get("loc", ()))[:3] != ("body", "target", "int"):
+        return None
+    value = errors[0].get("input")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if item is not None and (isinstance(item, bool) or not isinstance(item, (int, str))):
+                return (
+                    f"body.target.{i}: each target of the list is a label name, a label "
+                    f"index or null (the predicted class); got {_json_kind(item)}."
+                )
+    shown = f" ({value!r})" if isinstance(value, (int, float)) else ""
+    return (
+        "body.target: the target is a label name, a label index, or a list with one of "
+        f"those (or null) per text; got {_json_kind(value)}{shown}. GET /v1/model lists "
+        "the labels."
     )
 
 
