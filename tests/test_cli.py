@@ -179,8 +179,9 @@ def test_a_text_the_model_fails_on_costs_only_its_row(
     from textlens.model import ModelAdapter
 
     # The tiny model has 64 positions; an adapter that lets 200 tokens through makes
-    # the model itself fail on a long text.
-    loose = ModelAdapter(planted_adapter.model, planted_adapter.tokenizer, max_length=200)
+    # the model itself fail on a long text (set afterwards: the constructor refuses it).
+    loose = ModelAdapter(planted_adapter.model, planted_adapter.tokenizer)
+    loose.max_length = 200
     monkeypatch.setattr(cli, "_load_model", lambda *a, **k: loose)
     source = tmp_path / "in.jsonl"
     long = " ".join(["the movie"] * 60)

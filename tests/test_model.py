@@ -18,6 +18,7 @@ from conftest import FILLER, NEGATIVE, POSITIVE, SUBWORDS, TEXTS, tiny_bert, wor
 from textlens.errors import (
     ExplanationError,
     InvalidInputError,
+    InvalidParameterError,
     InvalidTargetError,
     ModelLoadError,
     TruncationWarning,
@@ -389,10 +390,28 @@ def test_a_long_text_gets_one_warning_ours_not_transformers_too(tiny_adapter) ->
 
 
 def test_model_failure_is_an_explanation_error(tiny_adapter: ModelAdapter) -> None:
-    # max_length above the model's 64 positions: the model itself fails on a long text.
-    model = ModelAdapter(tiny_adapter.model, tiny_adapter.tokenizer, model_id="big", max_length=200)
+    # max_length above the model's 64 positions (set afterwards: the constructor refuses
+    # it): the model itself fails on a long text.
+    model = ModelAdapter(tiny_adapter.model, tiny_adapter.tokenizer, model_id="big")
+    model.max_length = 200
     with pytest.raises(ExplanationError, match="The model big failed on a batch of 1 texts"):
         make_explainer("saliency", model).explain([" ".join(FILLER * 2)])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "max_length must be an int >= 3"),
+        (2, "max_length must be an int >= 3"),
+        (16.0, "got 16.0"),
+        (True, "got True"),
+        (65, r"max_length 65 is more than the model's position embeddings allow \(64 tokens\)"),
+    ],
+)
+def test_a_bad_max_length_is_refused(tiny_adapter: ModelAdapter, value, message) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        ModelAdapter(tiny_adapter.model, tiny_adapter.tokenizer, max_length=value)
+    assert ModelAdapter(tiny_adapter.model, tiny_adapter.tokenizer, max_length=64).max_length == 64
 
 
 # ---------------------------------------------------------------------- targets

@@ -280,7 +280,7 @@ class ModelAdapter:
             parameter.requires_grad_(False)
         self.tokenizer = tokenizer
         self.model_id = model_id
-        self.max_length = max_length or _default_max_length(model.config, tokenizer, self.model)
+        self.max_length = _checked_max_length(max_length, model.config, self.model, tokenizer)
         self.labels = _labels(model.config)
         self.output_function = output_function or output_function_of(model.config)
         self._input_names = [
@@ -1168,6 +1168,26 @@ def _resolve_device(device: str) -> torch.device:
             "or 'auto'."
         )
     return resolved
+
+
+def _checked_max_length(value: Any, config: Any, model: Any, tokenizer: Any) -> int:
+    """``max_length`` as given (checked against the model's position table) or the default."""
+    if value is None:
+        return _default_max_length(config, tokenizer, model)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 3:
+        raise InvalidParameterError(
+            f"max_length must be an int >= 3 (the special tokens and at least one more) or "
+            f"None for what the model accepts; got {value!r}."
+        )
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limit = positions - _position_offset(config, model)
+        if value > limit:
+            raise InvalidParameterError(
+                f"max_length {value} is more than the model's position embeddings allow "
+                f"({limit} tokens); give at most {limit}, or None."
+            )
+    return value
 
 
 def _default_max_length(config: Any, tokenizer: Any, model: Any = None) -> int:
