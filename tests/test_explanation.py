@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from textlens.errors import InvalidParameterError
+from textlens.errors import InvalidInputError, InvalidParameterError
 from textlens.explanation import Explanation, Span
 
 TEXT = "Unbelievably good, truly"
@@ -97,6 +97,34 @@ def test_prediction_and_delta() -> None:
     assert (e.target_label, e.predicted, e.predicted_label) == ("positive", 1, "positive")
     assert e.delta == -0.002
     assert make(quality={}).delta is None
+
+
+def _without(data: dict, key: str) -> dict:
+    return {k: v for k, v in data.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: "not a dict", "is a JSON object; got a str"),
+        (lambda d: _without(d, "offsets"), "has no 'offsets' field"),
+        (lambda d: {**d, "scores": d["scores"][:-1]}, "8 tokens but scores 7"),
+        (lambda d: {**d, "offsets": [1, 2]}, "a field of the wrong kind"),
+        (lambda d: {**d, "target": 5}, "target 5: give one probability per label"),
+        (lambda d: {"text": d["text"], "explanations": [d]}, r"rebuild each of row\['expl"),
+    ],
+)
+def test_from_dict_refuses_what_to_dict_did_not_write(damage, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        Explanation.from_dict(damage(make().to_dict()))
+
+
+def test_top_checks_k() -> None:
+    e = make()
+    assert len(e.top(2)) == 2 and e.top(0) == []
+    for k in (-1, "3", 1.5, True):
+        with pytest.raises(InvalidParameterError, match="top\\(\\) takes a number"):
+            e.top(k)
 
 
 @pytest.mark.parametrize(

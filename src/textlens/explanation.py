@@ -223,6 +223,8 @@ class Explanation:
 
     def top(self, k: int = 5, level: str = "word") -> list[tuple[str, float]]:
         """The ``k`` units with the largest absolute score, largest first."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise InvalidParameterError(f"top() takes a number of units k >= 0; got {k!r}.")
         units, scores = self.aggregate(level)
         order = sorted(range(len(scores)), key=lambda i: -abs(scores[i]))
         return [(units[i], scores[i]) for i in order[:k]]
@@ -284,7 +286,65 @@ class Explanation:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Explanation:
-        """Rebuild an explanation from :meth:`to_dict` output."""
+        """Rebuild an explanation from :meth:`to_dict` output.
+
+        Raises :class:`~textlens.errors.InvalidInputError` for anything else (a missing
+        field, a field of the wrong type, per-token lists of different lengths), saying
+        which.
+        """
+        from .errors import InvalidInputError
+
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(
+                f"An explanation dict (from Explanation.to_dict()) is a JSON object; got a "
+                f"{type(data).__name__}."
+            )
+        if "explanations" in data and "tokens" not in data:
+            raise InvalidInputError(
+                "This is a row of `textlens explain --format json` (or of its --output), "
+                "which holds one explanation per method: rebuild each of row['explanations']."
+            )
+        try:
+            explanation = cls._from_dict(data)
+        except KeyError as exc:
+            raise InvalidInputError(
+                f"The explanation dict has no {exc.args[0]!r} field; give what "
+                "Explanation.to_dict() wrote."
+            ) from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInputError(
+                f"The explanation dict has a field of the wrong kind ({exc}); give what "
+                "Explanation.to_dict() wrote."
+            ) from None
+        n = len(explanation.tokens)
+        lengths = {
+            "offsets": len(explanation.offsets),
+            "special": len(explanation.special),
+            "word_ids": len(explanation.word_ids),
+            "scores": len(explanation.scores),
+        }
+        if explanation.uncertainty is not None:
+            lengths["uncertainty"] = len(explanation.uncertainty)
+        wrong = {k: v for k, v in lengths.items() if v != n}
+        if wrong:
+            listed = ", ".join(f"{k} {v}" for k, v in wrong.items())
+            raise InvalidInputError(
+                f"The explanation dict has {n} tokens but {listed}: every per-token list "
+                "must have one entry per token."
+            )
+        if len(explanation.probabilities) != len(explanation.labels) or not (
+            0 <= explanation.target < max(1, len(explanation.labels))
+        ):
+            raise InvalidInputError(
+                f"The explanation dict has {len(explanation.labels)} labels, "
+                f"{len(explanation.probabilities)} probabilities and target "
+                f"{explanation.target}: give one probability per label and a target index "
+                "among them."
+            )
+        return explanation
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any]) -> Explanation:
         uncertainty = data.get("uncertainty")
         fields = data.get("fields")
         text = data["text"]
