@@ -146,6 +146,8 @@ def test_precomputed_explanations(planted_adapter, data) -> None:
 def test_bad_arguments(planted_adapter) -> None:
     with pytest.raises(UnknownMethodError, match="saliency"):
         leaderboard(planted_adapter, ["a day"], ["salience"])
+    with pytest.raises(UnknownMethodError, match="Unknown method 'salience'"):  # not 's'
+        leaderboard(planted_adapter, ["a day"], "salience")
     with pytest.raises(InvalidParameterError, match="not among the chosen"):
         leaderboard(planted_adapter, ["a day"], ["saliency"], params={"lime": {"budget": 8}})
     with pytest.raises(InvalidParameterError, match="budget"):

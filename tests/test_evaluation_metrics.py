@@ -143,6 +143,8 @@ def test_curve_steps_bound_the_points(additive: AdditiveModel) -> None:
     # k = 0, 2, 4 from the curve, plus 1 (the 1-20% fractions) and 2 (50%).
     assert curves.deletion_k == (0, 1, 2, 4)
     assert result.deletion.value == pytest.approx(0.25 * 0.65 + 0.25 * 0.3 + 0.5 * 0.15, abs=1e-6)
+    alone = faithfulness(additive, explanation(additive, TEXT, PERFECT), curve_steps=2)
+    assert alone.deletion.value == result.deletion.value  # one explanation is a list of one
 
 
 def test_shared_engine_reuses_outputs(additive: AdditiveModel) -> None:

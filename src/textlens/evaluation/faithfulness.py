@@ -150,7 +150,7 @@ class FaithfulnessResult:
 
 def faithfulness(
     model: ModelAdapter,
-    explanations: Sequence[Explanation],
+    explanations: Sequence[Explanation] | Explanation,
     *,
     level: str = "word",
     masking: str = "mask",
@@ -171,7 +171,7 @@ def faithfulness(
         The model the explanations are of.
     explanations : list of Explanation
         One method's explanations (any method, or precomputed scores); each is evaluated
-        for its own ``target``.
+        for its own ``target``. A single explanation is a list of one.
     level : {'word', 'token'}
         Units that are ranked and removed: words (scores summed over sub-words) or tokens.
     masking : {'mask', 'delete', 'pad'}
@@ -221,7 +221,7 @@ def faithfulness(
             f"{engine.output!r}, but masking={masking!r}, output={output!r} were asked for; "
             "pass matching values or no engine."
         )
-    explanations = list(explanations)
+    explanations = [explanations] if isinstance(explanations, Explanation) else list(explanations)
     if not explanations:
         raise InvalidInputError("No explanations were given to evaluate.")
     if not model.has_probabilities:  # a regression: its "probability" is its raw value

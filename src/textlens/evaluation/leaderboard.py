@@ -577,7 +577,7 @@ def format_value(metric: Metric, value: float) -> str:
 def leaderboard(
     model: ModelAdapter,
     data: Sequence[str | Example | Mapping[str, Any]] | EvaluationData,
-    methods: Sequence[str] | None = None,
+    methods: Sequence[str] | str | None = None,
     *,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     target: int | str | None = None,
@@ -608,7 +608,8 @@ def leaderboard(
         The texts, optionally with ``rationale`` and ``planted`` annotations (see
         :class:`Example` and :func:`load_evaluation_data`).
     methods : list of str, optional
-        Registered method names; default every registered method.
+        Registered method names (one name alone is a list of one); default every
+        registered method.
     params : dict of str to dict, optional
         Parameters per method, e.g. ``{"lime": {"budget": 256}}``.
     target : int, str or None
@@ -644,6 +645,8 @@ def leaderboard(
     _check_options(masking, level, output, ranking, budget_ms)
     examples = as_examples(data)
     texts = [e.text for e in examples]
+    if isinstance(methods, str):  # one method, not its letters
+        methods = [methods]
     chosen = list(dict.fromkeys(methods if methods is not None else list(REGISTRY)))
     if not chosen:
         raise InvalidParameterError("No method was chosen; name at least one registered method.")
