@@ -209,3 +209,13 @@ def test_a_model_path_is_refused_with_the_fix(tiny_adapter: ModelAdapter) -> Non
     ]:
         with pytest.raises(InvalidParameterError, match=r"model = textlens.load\('my-model'\)"):
             call("my-model")
+
+
+def test_one_text_is_a_list_of_one(tiny_adapter: ModelAdapter) -> None:
+    """A single string was taken letter by letter ("Text 1 is empty" for its space)."""
+    run = run_method(tiny_adapter, "saliency", "the movie", warmup=False)
+    assert [e.text for e in run.explanations] == ["the movie"]
+    sanity = sanity_check(tiny_adapter, "saliency", "the movie", steps=1)
+    assert len(sanity.final.per_text) == 1
+    spread = stability(tiny_adapter, "lime", "the movie", seeds=(0, 1), params={"budget": 8})
+    assert len(spread.rank_correlation.per_text) == 1

@@ -192,7 +192,7 @@ def run_method(
     method : str, Explainer class or callable
         A registered name, an :class:`~textlens.explainers.Explainer` subclass or a
         function ``model -> Explainer``.
-    texts : list of str
+    texts : list of str (or one str)
     params : dict, optional
         The method's keyword parameters.
     target : int, str or None
@@ -205,7 +205,7 @@ def run_method(
     MethodRun
     """
     check_model(model, "run_method()")
-    texts = list(texts)
+    texts = [texts] if isinstance(texts, str) else list(texts)  # one text: a list of one
     if warmup and texts:
         build_explainer(method, model, params).explain(texts[:1], target=target)
     explainer = build_explainer(method, model, params)

@@ -170,7 +170,7 @@ def sanity_check(
     method : str, Explainer class or callable
         A registered name, an :class:`~textlens.explainers.Explainer` subclass or a
         function ``model -> Explainer`` (called once per stage).
-    texts : list of str
+    texts : list of str (or one str)
     params : dict, optional
         The method's parameters.
     explanations : list of Explanation, optional
@@ -198,7 +198,7 @@ def sanity_check(
             f"The 'threshold' parameter of sanity_check must be a number in [-1, 1]. "
             f"Got {threshold!r}."
         )
-    texts = list(texts)
+    texts = [texts] if isinstance(texts, str) else list(texts)  # one text: a list of one
     if explanations is None:
         explanations = build_explainer(method, model, params).explain(texts)
     original = list(explanations)[: len(texts)]

@@ -89,7 +89,7 @@ def stability(
     model : ModelAdapter
     method : str or Explainer class
         A method with a ``seed`` parameter.
-    texts : list of str
+    texts : list of str (or one str)
     seeds : sequence of int
         At least two distinct seeds.
     params : dict, optional
@@ -116,7 +116,7 @@ def stability(
         raise InvalidParameterError(
             f"The 'seeds' parameter of stability needs at least two distinct seeds. Got {seeds!r}."
         )
-    texts = list(texts)
+    texts = [texts] if isinstance(texts, str) else list(texts)  # one text: a list of one
     done = {int(k): list(v)[: len(texts)] for k, v in (runs or {}).items()}
     targets = None
     for seed in seeds:
