@@ -384,6 +384,8 @@ def test_a_long_text_gets_one_warning_ours_not_transformers_too(tiny_adapter) ->
     try:
         with pytest.warns(TruncationWarning):
             model.encode([" ".join(FILLER[:20])])
+        with pytest.warns(TruncationWarning):  # each side of a pair is checked for tokens
+            model.encode([(" ".join(FILLER[:20]), "the movie")])
     finally:
         logger.removeHandler(handler)
     assert not [m for m in logged if "Token indices sequence length" in m], logged

@@ -534,7 +534,7 @@ class ModelAdapter:
             )
         pair = split_pair(text)
         for name, part in zip(("first", "second"), pair or (), strict=False):
-            if not self.tokenizer(part, add_special_tokens=False)["input_ids"]:
+            if not self.tokenizer(part, add_special_tokens=False, verbose=False)["input_ids"]:
                 raise InvalidInputError(
                     f"The {name} text of pair {index} gives the model no tokens: its "
                     f"tokenizer drops every character of {part[:40]!r} (invisible or control "
