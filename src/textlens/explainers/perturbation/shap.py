@@ -154,6 +154,10 @@ class Shap(SampledExplainer):
         """Feature values, standard errors and the estimator's name from a sampled design."""
         design = plan.design
         f_empty, f_full = float(values[0]), float(values[1])
+        if plan.n_groups == 1:  # a budget of 2 or 3: one run of every feature, whose
+            coef = np.array([f_full - f_empty])  # value efficiency gives exactly
+            phi = plan.spread(coef)
+            return phi, np.abs(phi), plan.estimator  # the split within the run is unknown
         y = values[2:]
         estimator = plan.estimator
         surrogate_phi = surrogate_se = None
