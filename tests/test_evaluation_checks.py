@@ -219,3 +219,10 @@ def test_one_text_is_a_list_of_one(tiny_adapter: ModelAdapter) -> None:
     assert len(sanity.final.per_text) == 1
     spread = stability(tiny_adapter, "lime", "the movie", seeds=(0, 1), params={"budget": 8})
     assert len(spread.rank_correlation.per_text) == 1
+
+
+def test_per_text_targets_go_through_the_warm_up(tiny_adapter: ModelAdapter) -> None:
+    """The warm-up explains the first text alone; it was given every text's target."""
+    texts = ["the movie", "a day", "the city"]
+    run = run_method(tiny_adapter, "saliency", texts, target=["positive", 0, None])
+    assert [e.target for e in run.explanations][:2] == [1, 0]

@@ -433,6 +433,26 @@ def test_resolve_target(tiny_adapter: ModelAdapter) -> None:
         )
 
 
+def test_targets_per_text_or_one_in_any_array_form(tiny_adapter: ModelAdapter) -> None:
+    class Column:  # what a pandas Series offers: tolist, and no list type
+        def __init__(self, values):
+            self.values = values
+
+        def tolist(self):
+            return list(self.values)
+
+    resolve = tiny_adapter.resolve_targets
+    assert resolve(Column(["positive", "negative"]), 2) == [1, 0]  # was one "label"
+    assert resolve(torch.tensor(1), 2) == [1, 1]  # logits.argmax(): was a TypeError
+    assert resolve(np.array(0), 2) == [0, 0]
+    assert resolve(np.array([1, 0]), 2) == [1, 0]
+    assert resolve(iter(["negative", None]), 2) == [0, None]
+    with pytest.raises(InvalidTargetError, match="3 targets were given for 2 texts"):
+        resolve(Column([1, 0, 1]), 2)
+    with pytest.raises(InvalidTargetError, match=r"Unknown target 1\.5"):
+        resolve(np.array(1.5), 2)
+
+
 def test_mask_token_is_required_only_when_used(tiny_adapter: ModelAdapter) -> None:
     tokenizer = wordpiece_tokenizer(VOCAB)
     tokenizer.mask_token = None

@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -475,18 +475,17 @@ class ModelAdapter:
     def resolve_targets(self, target: Any, n_texts: int) -> list[int | None]:
         """One class index per text (None: that text's predicted class).
 
-        ``target`` is one target for every text, or a list, NumPy array or tensor with
-        one per text; each is checked as by :meth:`resolve_target`.
+        ``target`` is one target for every text, or a list, NumPy array, tensor or
+        pandas Series with one per text; each is checked as by :meth:`resolve_target`.
         """
-        if isinstance(target, (list, tuple, np.ndarray, torch.Tensor)):
-            per_text = target.tolist() if isinstance(target, torch.Tensor) else list(target)
-            if len(per_text) != n_texts:
-                raise InvalidTargetError(
-                    f"{len(per_text)} targets were given for {n_texts} texts. Give one target "
-                    "per text (None for the predicted class), or a single target for all."
-                )
-        else:
-            per_text = [target] * n_texts
+        per_text = per_text_targets(target)
+        if per_text is None:
+            per_text = [scalar_target(target)] * n_texts
+        elif len(per_text) != n_texts:
+            raise InvalidTargetError(
+                f"{len(per_text)} targets were given for {n_texts} texts. Give one target "
+                "per text (None for the predicted class), or a single target for all."
+            )
         return [None if t is None else self.resolve_target(t, default=0) for t in per_text]
 
     # ------------------------------------------------------------------ encoding
@@ -1265,3 +1264,29 @@ def check_model(model: Any, what: str) -> None:
         "textlens.load(path) or wrap a model and tokenizer with "
         "textlens.ModelAdapter(model, tokenizer)."
     )
+
+
+def scalar_target(target: Any) -> Any:
+    """A 0-d array or tensor (``logits.argmax()``) as the Python value it holds."""
+    if isinstance(target, (np.ndarray, np.generic, torch.Tensor)) and target.ndim == 0:
+        return target.item()
+    return target
+
+
+def per_text_targets(target: Any) -> list[Any] | None:
+    """``target`` as one entry per text, or None when it is one target for every text.
+
+    Lists, tuples, NumPy arrays, tensors and pandas Series/arrays (anything with
+    ``tolist``, or iterable other than a string) hold one target per text; a label
+    name, an index, None, or a 0-d array or tensor is one target.
+    """
+    if target is None or isinstance(target, (str, bytes, int, float, np.generic)):
+        return None
+    if isinstance(target, (np.ndarray, torch.Tensor)) and target.ndim == 0:
+        return None
+    if hasattr(target, "tolist") and not isinstance(target, Mapping):
+        values = target.tolist()
+        return values if isinstance(values, list) else None
+    if isinstance(target, Iterable) and not isinstance(target, Mapping):
+        return list(target)
+    return None

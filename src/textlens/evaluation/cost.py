@@ -21,7 +21,7 @@ import torch
 from ..errors import InvalidParameterError
 from ..explainers import Explainer, get_explainer_class, make_explainer
 from ..explanation import Explanation
-from ..model import ModelAdapter, check_model
+from ..model import ModelAdapter, check_model, per_text_targets
 from .metrics import MetricResult, get_metric
 
 __all__ = [
@@ -207,7 +207,9 @@ def run_method(
     check_model(model, "run_method()")
     texts = [texts] if isinstance(texts, str) else list(texts)  # one text: a list of one
     if warmup and texts:
-        build_explainer(method, model, params).explain(texts[:1], target=target)
+        per_text = per_text_targets(target)  # one per text: the first text's
+        first = target if per_text is None else per_text[:1]
+        build_explainer(method, model, params).explain(texts[:1], target=first)
     explainer = build_explainer(method, model, params)
     with count_evaluations(model) as counter:
         start = time.perf_counter()
