@@ -106,3 +106,19 @@ def test_integers_past_64_bits_are_refused_with_the_way_out() -> None:
             "Information", {"rate": 10**20}, {"rate": [Interval(float, 0, 1, low_open=True)]}
         )
     assert not Interval(int, 0, None).accepts(2**63)
+
+
+def test_numpy_and_torch_scalars_are_told_to_pass_plain_values() -> None:
+    """np.int64(8) 'must be an int' read as a contradiction; parameters stay plain JSON."""
+    import numpy as np
+    import torch
+
+    steps = {"n_steps": [Interval(int, 1, None)]}
+    for scalar in (np.int64(8), torch.tensor(8)):
+        with pytest.raises(InvalidParameterError, match=r"scalar: pass int\(x\)\)\.$"):
+            check_params("IntegratedGradients", {"n_steps": scalar}, steps)
+    with pytest.raises(InvalidParameterError, match=r"Got np.float32\(0.5\)\.$"):  # not an int
+        check_params("IntegratedGradients", {"n_steps": np.float32(0.5)}, steps)
+    rate = {"rate": [Interval(float, 0, 1)]}
+    with pytest.raises(InvalidParameterError, match=r"numpy scalar: pass float\(x\)"):
+        check_params("Lime", {"rate": np.float32(0.5)}, rate)

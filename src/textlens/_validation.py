@@ -127,8 +127,23 @@ def check_params(
         if not any(c.accepts(value) for c in allowed):
             raise InvalidParameterError(
                 f"The {name!r} parameter of {owner} must be {_render(allowed)}"
-                f"{_past_64_bits(value, allowed)}. Got {value!r}."
+                f"{_past_64_bits(value, allowed)}. Got {value!r}{_numpy_hint(value, allowed)}."
             )
+
+
+def _numpy_hint(value: Any, allowed: Collection[Constraint]) -> str:
+    """The way out for a NumPy or torch scalar whose Python value would do."""
+    item = getattr(value, "item", None)
+    if isinstance(value, (bool, int, float, str)) or item is None or getattr(value, "ndim", 0):
+        return ""
+    try:
+        plain = item()
+    except (TypeError, ValueError):
+        return ""
+    if not any(c.accepts(plain) for c in allowed):
+        return ""
+    kind = type(plain).__name__
+    return f" (a {type(value).__module__.split('.')[0]} scalar: pass {kind}(x))"
 
 
 def _past_64_bits(value: Any, allowed: Collection[Constraint]) -> str:
