@@ -133,8 +133,10 @@ def check_params(
 
 def _numpy_hint(value: Any, allowed: Collection[Constraint]) -> str:
     """The way out for a NumPy or torch scalar whose Python value would do."""
-    item = getattr(value, "item", None)
-    if isinstance(value, (bool, int, float, str)) or item is None or getattr(value, "ndim", 0):
+    if isinstance(value, (bool, int, float, str)):
+        return ""
+    item, ndim = getattr(value, "item", None), getattr(value, "ndim", None)
+    if item is None or ndim:  # not a scalar
         return ""
     try:
         plain = item()
