@@ -340,6 +340,8 @@ def test_unknown_parameter_name(method: str, model: ModelAdapter) -> None:
         (["the movie", "   \n\t"], "Text 1 is empty"),
         (["the movie", None], "Text 1 is of type NoneType, not a string"),
         ([b"the movie"], "Text 0 is of type bytes"),
+        (None, "Expected a list of texts, got NoneType."),
+        (b"the movie", "got bytes: decode it first"),
     ],
 )
 def test_bad_input(method: str, model: ModelAdapter, texts: Any, fragment: str) -> None:
@@ -347,6 +349,12 @@ def test_bad_input(method: str, model: ModelAdapter, texts: Any, fragment: str) 
     with pytest.raises(InvalidInputError) as info:
         explainer.explain(texts)
     assert fragment in str(info.value)
+
+
+def test_a_generator_of_texts_is_read_once(method: str, model: ModelAdapter) -> None:
+    texts = ["the movie", "a day"]
+    [first, second] = build(method, model).explain(t for t in texts)  # was a TypeError
+    assert (first.text, second.text) == tuple(texts)
 
 
 # ---------------------------------------------------------------------- planted words

@@ -937,6 +937,11 @@ def check_texts(texts: Sequence[str | tuple[str, str]] | str) -> list[str]:
         raise InvalidInputError(
             "Expected a list of texts, got a single string. Wrap it in a list: [text]."
         )
+    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise InvalidInputError(
+            f"Expected a list of texts, got {type(texts).__name__}"
+            + (": decode it first, [data.decode('utf-8')]." if isinstance(texts, bytes) else ".")
+        )
     texts = list(texts)
     if not texts:
         raise InvalidInputError("No texts were given; pass at least one text.")

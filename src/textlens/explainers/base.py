@@ -24,6 +24,7 @@ from ..model import (
     ModelAdapter,
     apply_output_function,
     check_model,
+    check_texts,
     probabilities_of,
 )
 
@@ -164,8 +165,8 @@ class Explainer:
         list of Explanation
             One per text, in input order.
         """
-        if not isinstance(texts, str):
-            self.model.resolve_targets(target, len(texts))  # fail before any model call
+        texts = check_texts(texts)  # a generator is read once, here
+        self.model.resolve_targets(target, len(texts))  # fail before any model call
         encoding = self.model.encode(texts)
         return self.explain_encoding(encoding, target)
 
