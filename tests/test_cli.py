@@ -273,6 +273,24 @@ def test_batch_csv_and_plain_lines(capsys, model_dir: Path, tmp_path: Path, fmt:
             "does not exist",
         ),
         (["explain", "MODEL", "--input", "x.jsonl"], "--input needs --output"),
+        (  # the report would replace the rows after all the work
+            [
+                "explain",
+                "MODEL",
+                "--input",
+                __file__,
+                "--output",
+                "/tmp/tl-same.out",
+                "--html",
+                "/tmp/../tmp/tl-same.out",
+            ],
+            "--output and --html are the same file",
+        ),
+        (["explain", "MODEL", "hi", "--html", "-"], "--html - would write a file named '-'"),
+        (
+            ["layers", "MODEL", "hi", "--png", "/tmp/tl-same.png", "--html", "/tmp/tl-same.png"],
+            "--png and --html are the same file",
+        ),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(

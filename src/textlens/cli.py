@@ -153,6 +153,11 @@ def _check_output_file(value: str | None, flag: str, inputs: Sequence[str | None
     """
     if not value or (value == "-" and flag == "--output"):
         return
+    if value == "-":
+        raise InvalidParameterError(
+            f"{flag} - would write a file named '-': {flag} takes a file path (only --output "
+            "writes to standard output with '-')."
+        )
     path = Path(value).expanduser()
     if path.is_dir():
         raise InvalidParameterError(
@@ -190,6 +195,22 @@ def _check_output_file(value: str | None, flag: str, inputs: Sequence[str | None
                 f"{flag} {value} cannot be written: {exc.strerror or exc} in {ancestor}. "
                 "Choose another path."
             ) from None
+
+
+def _check_distinct_outputs(*outputs: tuple[str, str | None]) -> None:
+    """Refuse two outputs of one command that are the same file (one would replace the
+    other after all the work)."""
+    seen: dict[Path, str] = {}
+    for flag, value in outputs:
+        if not value or value == "-":
+            continue
+        path = Path(value).expanduser().resolve()
+        if path in seen:
+            raise InvalidParameterError(
+                f"{seen[path]} and {flag} are the same file, {value}: the second would "
+                "replace the first. Give each its own path."
+            )
+        seen[path] = flag
 
 
 def _set_threads(threads: int | None) -> None:
@@ -307,6 +328,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         _registry()[method].check_parameters(**_method_params(method, options))
     _check_output_file(args.output, "--output", [args.input])
     _check_output_file(args.html, "--html", [args.input])
+    _check_distinct_outputs(("--output", args.output), ("--html", args.html))
     model = _load_model(args)
     if args.input:
         return _explain_file(model, methods, options, args)
@@ -819,6 +841,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
         )
     _check_output_file(args.png, "--png")
     _check_output_file(args.html, "--html")
+    _check_distinct_outputs(("--png", args.png), ("--html", args.html))
     model = _load_model(args)
     params: dict[str, Any] = {}
     if args.seed is not None:
