@@ -268,6 +268,10 @@ def test_rationale_metrics_equal_hand_values(additive: AdditiveModel) -> None:
     assert {k: v.value for k, v in words.items()} == pytest.approx(
         {k: v.value for k, v in result.items()}
     )
+    mixed = plausibility([e], [[RATIONALE_SPANS[0], "awful"]])  # words and spans together
+    assert {k: v.value for k, v in mixed.items()} == pytest.approx(
+        {k: v.value for k, v in result.items()}
+    )
     fixed = plausibility([e], [RATIONALE_SPANS], k=1)
     assert fixed["token_f1"].value == pytest.approx(0.5)
     assert fixed["iou_f1"].value == pytest.approx(2 * 1 * 0.5 / 1.5)

@@ -82,7 +82,7 @@ def annotation_groups(
 ) -> list[set[int]] | None:
     """The units covered by each annotated span or word, or None when not annotated.
 
-    ``annotation`` is a word (str), a list of words, or a list of character spans
+    ``annotation`` is a word (str), or a list of words and/or character spans
     ``[start, end]``. A character span covers every unit it overlaps; a word covers
     every unit whose text equals it (case-insensitive), and consecutive covered units
     form one group.
@@ -98,12 +98,11 @@ def annotation_groups(
         )
     if not annotation:
         return []
-    if all(isinstance(a, str) for a in annotation):
-        wanted = {a.strip().casefold() for a in annotation}
-        marked = [i for i, s in enumerate(spans) if s.text.casefold() in wanted]
-        return _runs(marked)
     groups = []
+    wanted = {a.strip().casefold() for a in annotation if isinstance(a, str)}
     for item in annotation:
+        if isinstance(item, str):  # words and spans may be mixed (a pair's two sides)
+            continue
         if (
             not isinstance(item, (list, tuple))
             or len(item) != 2
@@ -118,6 +117,10 @@ def annotation_groups(
         covered = {i for i, s in enumerate(spans) if s.start < end and s.end > start}
         if covered:
             groups.append(covered)
+    if wanted:  # runs of the matching words that no span covers already
+        taken = set().union(*groups)
+        marked = [i for i, s in enumerate(spans) if s.text.casefold() in wanted and i not in taken]
+        groups.extend(_runs(marked))
     return groups
 
 
