@@ -374,3 +374,9 @@ def test_heatmap_png(tiny_adapter, explainer_kwargs):
     sweeps = layer_sweep(tiny_adapter, TEXTS[:2], **explainer_kwargs)
     png = heatmap_png(sweeps)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+
+
+def test_heatmap_png_draws_dollars_as_text(tiny_adapter, explainer_kwargs):
+    """matplotlib read '$x^$' in a title or word as broken mathtext and raised."""
+    sweeps = layer_sweep(tiny_adapter, ["the movie costs $x^$ now"], **explainer_kwargs)
+    assert heatmap_png(sweeps).startswith(b"\x89PNG")

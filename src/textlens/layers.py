@@ -254,7 +254,7 @@ def heatmap_png(sweeps: Sequence[LayerSweep], *, dpi: int = 120) -> bytes:
     """A PNG of layers x words heatmaps of sigma, one panel per text, side by side.
 
     Darker cells keep more of the word's information (smaller sigma); each cell is
-    annotated with sigma / scale. Needs matplotlib (``pip install 'textlens[plot]'``).
+    annotated with sigma / scale. Needs matplotlib (``pip install 'textlens[plots]'``).
     """
     if not sweeps:
         raise InvalidParameterError("heatmap_png() needs at least one LayerSweep.")
@@ -265,7 +265,7 @@ def heatmap_png(sweeps: Sequence[LayerSweep], *, dpi: int = 120) -> bytes:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise MissingDependencyError(
-            "Drawing the layer heatmap needs matplotlib: pip install 'textlens[plot]'."
+            "Drawing the layer heatmap needs matplotlib: pip install 'textlens[plots]'."
         ) from exc
     import io
 
@@ -277,8 +277,13 @@ def heatmap_png(sweeps: Sequence[LayerSweep], *, dpi: int = 120) -> bytes:
     for ax, sweep in zip(axes, sweeps, strict=True):
         relative = np.array(sweep.word_sigma, dtype=np.float64) / sweep.scale
         image = ax.imshow(relative, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_xticks(
-            range(len(sweep.words)), labels=list(sweep.words), rotation=60, ha="right", fontsize=8
+        ax.set_xticks(  # parse_math=False: a "$" in a text is a dollar, not mathtext
+            range(len(sweep.words)),
+            labels=list(sweep.words),
+            rotation=60,
+            ha="right",
+            fontsize=8,
+            parse_math=False,
         )
         ax.set_yticks(
             range(len(sweep.layers)), labels=[f"layer {n}" for n in sweep.layers], fontsize=8
@@ -294,7 +299,7 @@ def heatmap_png(sweeps: Sequence[LayerSweep], *, dpi: int = 120) -> bytes:
                 color="white" if value < 0.5 else "black",
             )
         title = sweep.text if len(sweep.text) <= 60 else sweep.text[:57] + "..."
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, parse_math=False)
     if image is not None:
         fig.colorbar(image, ax=list(axes), label="sigma / scale (1 = information lost)", shrink=0.8)
     buffer = io.BytesIO()
