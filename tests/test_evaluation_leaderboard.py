@@ -90,6 +90,8 @@ def test_recommendation_and_budget(board: Leaderboard) -> None:
     assert recommend(board, budget_ms=cut).within_budget == fastest
     with pytest.raises(InvalidParameterError, match="budget_ms"):
         recommend(board, budget_ms=0)
+    with pytest.raises(InvalidParameterError, match="must be a finite number > 0"):
+        recommend(board, budget_ms=math.inf)  # JSON output would hold Infinity
 
 
 def test_best_is_bold_in_markdown_and_terminal(board: Leaderboard) -> None:

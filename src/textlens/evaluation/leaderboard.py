@@ -1064,11 +1064,13 @@ def _check_options(
 
 def _check_budget(budget_ms: float | None) -> None:
     if budget_ms is not None and (
-        isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) or not budget_ms > 0
+        isinstance(budget_ms, bool)
+        or not isinstance(budget_ms, (int, float))
+        or not 0 < budget_ms < math.inf
     ):
         raise InvalidParameterError(
-            f"The 'budget_ms' parameter must be a number > 0 (milliseconds per text). "
-            f"Got {budget_ms!r}."
+            f"The 'budget_ms' parameter must be a finite number > 0 (milliseconds per text; "
+            f"leave it out for no budget). Got {budget_ms!r}."
         )
 
 
