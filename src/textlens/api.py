@@ -9,7 +9,7 @@ from typing import Any
 from .explainers import REGISTRY, make_explainer
 from .explainers.base import Targets
 from .explanation import Explanation
-from .model import ModelAdapter, check_texts
+from .model import ModelAdapter
 
 __all__ = ["explain", "load", "methods"]
 
@@ -61,7 +61,7 @@ def explain(
     means that text's predicted class), or None for each text's predicted class.
     Returns one :class:`~textlens.Explanation` per text, in order.
     """
-    batch = [texts] if isinstance(texts, str) else check_texts(texts)
+    batch = [texts] if isinstance(texts, str) else texts  # the explainer checks the rest
     return make_explainer(method, model, **params).explain(batch, target=target)
 
 
